@@ -1,0 +1,61 @@
+"""``affectlens corpus check|generate``: keep the story corpus honest, and grow it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from affectlens.corpus.concepts import load_concepts
+from affectlens.corpus.stories import default_stories_path, load_stories
+from affectlens.corpus.validate import check_corpus, split_counts
+from affectlens.errors import AffectlensError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``corpus`` command group."""
+    corpus = commands.add_parser("corpus", help="check or generate the emotion story corpus")
+    actions = corpus.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    check = actions.add_parser("check", help="validate a story corpus (default: the shipped one)")
+    check.add_argument("path", nargs="?", type=Path, help="a JSONL file or a folder of them")
+    check.add_argument("--only", help="comma-separated emotions whose quota to check")
+    check.add_argument("--quiet", action="store_true", help="print problems and the summary only")
+    check.set_defaults(handler=_check)
+
+
+def _parse_emotions(value: str | None, known: dict) -> list[str] | None:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise AffectlensError(f"unknown emotion(s): {', '.join(unknown)}")
+    return names
+
+
+def _check(args: argparse.Namespace) -> int:
+    concepts = load_concepts()
+    if not concepts:
+        raise AffectlensError("no concept files found in the package data")
+    emotions = _parse_emotions(args.only, concepts)
+    stories = load_stories(args.path or default_stories_path())
+    if emotions is not None:
+        stories = [s for s in stories if s.emotion in emotions or s.emotion not in concepts]
+    if not stories:
+        raise AffectlensError(f"no stories found in {args.path or default_stories_path()}")
+    problems = check_corpus(stories, concepts, emotions=emotions)
+    console = Console(highlight=False)
+    if not args.quiet:
+        counts = split_counts(stories)
+        table = Table("emotion", "train", "test", title="stories per emotion and split")
+        for emotion in emotions or concepts:
+            c = counts.get(emotion, {})
+            table.add_row(emotion, str(c.get("train", 0)), str(c.get("test", 0)))
+        console.print(table)
+    for problem in problems:
+        print(problem)
+    checked = len(emotions or concepts)
+    print(f"{len(stories)} stories, {checked} emotions checked, {len(problems)} problems")
+    return 1 if problems else 0

@@ -1,0 +1,1 @@
+"""The emotion story corpus: concepts, stories, neutral passages, validation and generation."""
