@@ -54,12 +54,16 @@ def check_story(story: Story, concept: Concept) -> list[Problem]:
     count = len(words(story.text))
     if not MIN_WORDS <= count <= MAX_WORDS:
         problems.append(
-            Problem(story.source, f"{count} words, outside {MIN_WORDS}-{MAX_WORDS} ({story.emotion})")
+            Problem(
+                story.source, f"{count} words, outside {MIN_WORDS}-{MAX_WORDS} ({story.emotion})"
+            )
         )
     return problems
 
 
-def check_emotion_group(emotion: str, stories: list[Story], *, quota: dict[str, int]) -> list[Problem]:
+def check_emotion_group(
+    emotion: str, stories: list[Story], *, quota: dict[str, int]
+) -> list[Problem]:
     """Quota, topic variety, repeated openings and near-duplicates within one emotion."""
     problems = []
     counts = Counter(s.split for s in stories)

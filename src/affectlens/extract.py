@@ -1,0 +1,298 @@
+"""Extracting emotion vectors from a story corpus (the paper's method).
+
+Per layer: the mean residual activation over each story's tokens (from ``start_token`` on,
+outlier tokens dropped), averaged per emotion, minus the mean over all emotions, with the
+top principal components of neutral text (enough for ``neutral_variance`` of its variance)
+projected out, then unit-normalised. Story batches are bucketed by length, reductions stream,
+and the reducer state is checkpointed so an interrupted run resumes to the identical result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from affectlens.capture import capture_residuals, run_captured
+from affectlens.corpus.stories import NeutralPassage, Story
+from affectlens.errors import AffectlensError
+from affectlens.masks import outlier_mask, position_mask
+from affectlens.models.chat import encode, format_chat
+from affectlens.models.loading import LoadedModel
+from affectlens.progress import token_progress
+from affectlens.reducers import GroupMeanReducer, ScalarMeanReducer
+from affectlens.vectors import EmotionVectors, model_provenance
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """Knobs of the extraction; all are recorded in the artifact's provenance."""
+
+    layers: tuple[int, ...] | None = None
+    start_token: int = 20
+    outlier_factor: float = 5.0
+    neutral_variance: float = 0.5
+    batch_size: int = 8
+    max_stories_per_emotion: int | None = None
+    min_stories: int = 2
+    max_tokens: int = 512
+    checkpoint_every: int = 20
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """A padded, length-bucketed batch: which items it holds and their token ids."""
+
+    items: list[int]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        """Real (non-padding) tokens in the batch."""
+        return int(self.attention_mask.sum())
+
+
+def resolve_layers(model: LoadedModel, layers: tuple[int, ...] | list[int] | None) -> list[int]:
+    """The layers to use: all by default; out-of-range layers are refused."""
+    if layers is None:
+        return list(range(model.num_layers))
+    bad = [layer for layer in layers if not 0 <= layer < model.num_layers]
+    if bad:
+        raise AffectlensError(
+            f"layer(s) {bad} out of range: the model has layers 0-{model.num_layers - 1}"
+        )
+    return sorted(set(layers))
+
+
+def make_batches(
+    model: LoadedModel, texts: list[str], settings: ExtractionSettings
+) -> list[TextBatch]:
+    """Tokenize, sort by length and pad into batches (right padding)."""
+    ids = [encode(model.tokenizer, text)[: settings.max_tokens] for text in texts]
+    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+    pad = model.tokenizer.pad_token_id
+    batches = []
+    for start in range(0, len(order), settings.batch_size):
+        items = order[start : start + settings.batch_size]
+        width = max(len(ids[i]) for i in items)
+        input_ids = torch.full((len(items), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            input_ids[row, : len(ids[item])] = torch.tensor(ids[item])
+            attention[row, : len(ids[item])] = 1
+        batches.append(TextBatch(items, input_ids, attention))
+    return batches
+
+
+def batch_means(
+    model: LoadedModel,
+    captured: dict,
+    batch: TextBatch,
+    layers: list[int],
+    settings: ExtractionSettings,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-text masked mean activations [n, layer, hidden], plus per-layer norm sums and counts."""
+    device = model.device
+    hidden = run_captured(
+        model, captured, batch.input_ids.to(device), batch.attention_mask.to(device)
+    )
+    valid = position_mask(batch.attention_mask, settings.start_token).to(device)
+    means, norm_sums, counts = [], [], []
+    for layer in layers:
+        states = hidden[layer].float()
+        keep = outlier_mask(states, valid, settings.outlier_factor)
+        weights = keep.float()
+        totals = torch.einsum("bt,bth->bh", weights, states)
+        means.append(totals / weights.sum(dim=1, keepdim=True).clamp(min=1))
+        norm_sums.append((states.norm(dim=-1) * weights).sum())
+        counts.append(weights.sum())
+    return torch.stack(means, dim=1).cpu(), torch.stack(norm_sums).cpu(), torch.stack(counts).cpu()
+
+
+def text_means(
+    model: LoadedModel,
+    texts: list[str],
+    layers: list[int],
+    settings: ExtractionSettings,
+    *,
+    description: str = "reading",
+    show_progress: bool = True,
+) -> torch.Tensor:
+    """Masked mean activation of every text, [text, layer, hidden] (in input order)."""
+    batches = make_batches(model, texts, settings)
+    result = torch.zeros(len(texts), len(layers), model.hidden_size)
+    for batch, means, _, _ in _iterate(
+        model, batches, layers, settings, description, show_progress
+    ):
+        result[batch.items] = means
+    return result
+
+
+def _iterate(
+    model: LoadedModel,
+    batches: list[TextBatch],
+    layers: list[int],
+    settings: ExtractionSettings,
+    description: str,
+    show_progress: bool,
+    skip: int = 0,
+) -> Iterator[tuple[TextBatch, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    total_tokens = sum(b.num_tokens for b in batches)
+    with (
+        token_progress(disable=not show_progress) as progress,
+        capture_residuals(model, layers) as captured,
+    ):
+        task = progress.add_task(description, total=total_tokens, tok_s=0.0)
+        progress.update(task, completed=sum(b.num_tokens for b in batches[:skip]))
+        started, done = time.perf_counter(), 0
+        for batch in batches[skip:]:
+            means, norm_sums, counts = batch_means(model, captured, batch, layers, settings)
+            done += batch.num_tokens
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=batch.num_tokens, tok_s=rate)
+            yield batch, means, norm_sums, counts
+
+
+def neutral_texts(model: LoadedModel, passages: list[NeutralPassage]) -> list[str]:
+    """Neutral passages as model input; chat passages go through the chat template."""
+    return [
+        p.text
+        if p.messages is None
+        else format_chat(model.tokenizer, list(p.messages), add_generation_prompt=False)
+        for p in passages
+    ]
+
+
+def neutral_components(neutral: torch.Tensor, share: float) -> torch.Tensor:
+    """Top principal directions [k, hidden] explaining at least ``share`` of the variance."""
+    centred = neutral.double() - neutral.double().mean(dim=0)
+    _, singular, right = torch.linalg.svd(centred, full_matrices=False)
+    explained = singular**2 / (singular**2).sum()
+    count = int((explained.cumsum(0) < share).sum()) + 1
+    return right[:count].float()
+
+
+def project_out(vectors: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    """Remove the span of orthonormal ``components`` [k, hidden] from ``vectors`` [..., hidden]."""
+    return vectors - (vectors @ components.T) @ components
+
+
+def corpus_hash(stories: list[Story], neutral: list[NeutralPassage]) -> str:
+    """SHA-256 over the stories and neutral passages actually used."""
+    digest = hashlib.sha256()
+    for story in stories:
+        digest.update(json.dumps([story.emotion, story.split, story.text]).encode())
+    for passage in neutral:
+        digest.update(json.dumps([passage.text, passage.messages]).encode())
+    return digest.hexdigest()
+
+
+def select_training_stories(
+    stories: list[Story], settings: ExtractionSettings
+) -> dict[str, list[Story]]:
+    """Train stories per emotion (capped), refusing an empty corpus or a thin emotion."""
+    by_emotion: dict[str, list[Story]] = {}
+    for story in stories:
+        if story.split == "train":
+            by_emotion.setdefault(story.emotion, []).append(story)
+    if not by_emotion:
+        raise AffectlensError("the corpus has no training stories")
+    thin = [e for e, group in by_emotion.items() if len(group) < settings.min_stories]
+    if thin:
+        raise AffectlensError(
+            f"too few training stories (need {settings.min_stories}) for: {', '.join(thin[:5])}"
+        )
+    cap = settings.max_stories_per_emotion
+    return {e: group[:cap] if cap else group for e, group in by_emotion.items()}
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def extract_vectors(
+    model: LoadedModel,
+    stories: list[Story],
+    neutral: list[NeutralPassage],
+    settings: ExtractionSettings | None = None,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> EmotionVectors:
+    """Emotion vectors for ``model`` from the train split of ``stories``."""
+    settings = settings or ExtractionSettings()
+    layers = resolve_layers(model, settings.layers)
+    if not neutral:
+        raise AffectlensError("the neutral corpus is empty")
+    grouped = select_training_stories(stories, settings)
+    emotions = list(grouped)
+    used = [story for group in grouped.values() for story in group]
+    fingerprint = corpus_hash(used, neutral)
+    group_of = torch.tensor([emotions.index(s.emotion) for s in used])
+    batches = make_batches(model, [s.text for s in used], settings)
+
+    story_means = GroupMeanReducer(emotions, len(layers), model.hidden_size)
+    norms = ScalarMeanReducer(len(layers))
+    identity = {"corpus": fingerprint, "settings": asdict(settings), "layers": layers}
+    done = 0
+    if checkpoint is not None and resume and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        if state["identity"] != identity:
+            raise AffectlensError(f"{checkpoint} belongs to another corpus or settings; remove it")
+        story_means.load_state_dict(state["means"])
+        norms.load_state_dict(state["norms"])
+        done = state["batches_done"]
+
+    stream = _iterate(model, batches, layers, settings, "stories", show_progress, skip=done)
+    for batch, means, norm_sums, counts in stream:
+        story_means.add(group_of[batch.items], means)
+        norms.add(norm_sums, counts)
+        done += 1
+        if checkpoint is not None and done % settings.checkpoint_every == 0:
+            state = {"identity": identity, "batches_done": done}
+            state |= {"means": story_means.state_dict(), "norms": norms.state_dict()}
+            _save_checkpoint(checkpoint, state)
+
+    neutral_means = text_means(
+        model,
+        neutral_texts(model, neutral),
+        layers,
+        settings,
+        description="neutral",
+        show_progress=show_progress,
+    )
+    raw = story_means.means()
+    centred = raw - raw.mean(dim=0, keepdim=True)
+    vectors = torch.empty_like(centred)
+    pcs: dict[int, torch.Tensor] = {}
+    for column, layer in enumerate(layers):
+        pcs[layer] = neutral_components(neutral_means[:, column], settings.neutral_variance)
+        cleaned = project_out(centred[:, column], pcs[layer])
+        vectors[:, column] = cleaned / cleaned.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return EmotionVectors(
+        emotions=emotions,
+        layers=layers,
+        vectors=vectors,
+        raw_means=raw,
+        residual_norms=norms.means(),
+        neutral_pcs=pcs,
+        provenance={
+            "model": model_provenance(model),
+            "corpus_sha256": fingerprint,
+            "stories_per_emotion": {e: len(g) for e, g in grouped.items()},
+            "neutral_passages": len(neutral),
+            "settings": asdict(settings),
+        },
+    )

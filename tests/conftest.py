@@ -1,0 +1,113 @@
+"""Shared test fixtures."""
+
+import pytest
+
+# --- Tiny offline models and synthetic emotion vectors (steer / monitor / calibration tests) ---
+
+EMO_SPECIALS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+EMO_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+EMO_EMOTIONS = ["calm", "desperate", "happy", "afraid", "angry"]
+
+
+def build_tiny_tokenizer(chat_template: bool = True):
+    """A byte-level BPE tokenizer with no merges (one token per byte), built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(EMO_SPECIALS + sorted(ByteLevel.alphabet()))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": EMO_SPECIALS[3:]})
+    if chat_template:
+        tokenizer.chat_template = EMO_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_causal_lm(tokenizer, family: str = "llama", num_layers: int = 3, seed: int = 0):
+    """A random Llama or Qwen2 causal LM with hidden size 64 and ``num_layers`` layers."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_class, model_class = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }[family]
+    config = config_class(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return model_class(config).eval()
+
+
+def build_loaded(family: str = "llama", num_layers: int = 3, seed: int = 0):
+    """A ``LoadedModel`` around a tiny random model and the tiny tokenizer."""
+    from affectlens.models.loading import LoadedModel
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_causal_lm(tokenizer, family, num_layers, seed)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=f"tiny-{family}")
+
+
+def build_emotion_vectors(loaded, emotions=None, layers=None, seed: int = 0, model_id=None):
+    """Synthetic ``EmotionVectors`` (random unit directions) that fit ``loaded``."""
+    import torch
+
+    from affectlens.vectors import EmotionVectors
+
+    emotions = list(emotions or EMO_EMOTIONS)
+    layers = list(range(loaded.num_layers)) if layers is None else list(layers)
+    generator = torch.Generator().manual_seed(seed)
+    raw = torch.randn(len(emotions), len(layers), loaded.hidden_size, generator=generator)
+    return EmotionVectors(
+        emotions=emotions,
+        layers=layers,
+        vectors=raw / raw.norm(dim=-1, keepdim=True),
+        raw_means=raw,
+        residual_norms=torch.linspace(2.0, 4.0, len(layers)),
+        neutral_pcs={},
+        provenance={
+            "model": {
+                "id": model_id or loaded.name,
+                "num_layers": loaded.num_layers,
+                "fingerprint": loaded.fingerprint(),
+            }
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def emo_model():
+    """A tiny random Llama (3 layers) wrapped as a ``LoadedModel``; do not modify it."""
+    return build_loaded("llama", 3)
+
+
+@pytest.fixture
+def emo_vectors(emo_model):
+    """Fresh synthetic emotion vectors for ``emo_model`` at all of its layers."""
+    return build_emotion_vectors(emo_model)
+
+
+@pytest.fixture(scope="session")
+def emo_model_dir(tmp_path_factory, emo_model):
+    """``emo_model`` saved as a local folder that ``load_model`` can read."""
+    folder = tmp_path_factory.mktemp("emo-model")
+    emo_model.model.save_pretrained(folder)
+    emo_model.tokenizer.save_pretrained(folder)
+    return folder
