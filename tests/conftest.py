@@ -111,3 +111,70 @@ def emo_model_dir(tmp_path_factory, emo_model):
     emo_model.model.save_pretrained(folder)
     emo_model.tokenizer.save_pretrained(folder)
     return folder
+
+
+# --- Tiny models of several families (layers / capture / extract / vectors tests) ---
+
+CORE_FAMILIES = ["llama", "qwen2", "gemma3", "gpt2"]
+
+
+def build_family_model(tokenizer, family: str, num_layers: int = 3, seed: int = 0):
+    """A random causal LM of ``family`` (llama, qwen2, gemma3, gpt2) with hidden size 64."""
+    import torch
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
+
+    if family in ("llama", "qwen2"):
+        return build_tiny_causal_lm(tokenizer, family, num_layers, seed)
+    special = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if family == "gemma3":
+        config = Gemma3TextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=num_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            max_position_embeddings=512,
+            sliding_window=16,
+            **special,
+        )
+        model_class = Gemma3ForCausalLM
+    elif family == "gpt2":
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=64,
+            n_layer=num_layers,
+            n_head=4,
+            n_positions=512,
+            **special,
+        )
+        model_class = GPT2LMHeadModel
+    else:
+        raise ValueError(family)
+    torch.manual_seed(seed)
+    return model_class(config).eval()
+
+
+def build_family_loaded(family: str, num_layers: int = 3, seed: int = 0):
+    """``LoadedModel`` around :func:`build_family_model` and the tiny byte-level tokenizer."""
+    from affectlens.models.loading import LoadedModel
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_family_model(tokenizer, family, num_layers, seed)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=f"tiny-{family}")
+
+
+@pytest.fixture(scope="session", params=CORE_FAMILIES)
+def family_model(request):
+    """One tiny random model per family in ``CORE_FAMILIES`` (3 layers); do not modify it."""
+    return build_family_loaded(request.param, 3)

@@ -22,7 +22,9 @@ def test_statistics_match_token_projections(emo_model, emo_vectors):
     layers, emotions = emo_vectors.layers, emo_vectors.emotions
     for name in ("neutral_mean", "neutral_std", "story_p99"):
         assert torch.tensor(calibration[name]).shape == (len(layers), len(emotions))
-    raw = [monitor(emo_model, emo_vectors, text, layers=[1], units="raw").scores for text in NEUTRAL]
+    raw = [
+        monitor(emo_model, emo_vectors, text, layers=[1], units="raw").scores for text in NEUTRAL
+    ]
     neutral = torch.cat(raw)
     torch.testing.assert_close(torch.tensor(calibration["neutral_mean"][1]), neutral.mean(0))
     torch.testing.assert_close(torch.tensor(calibration["neutral_std"][1]), neutral.std(0))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_emotion_vectors, build_loaded
 
 from affectlens.errors import AffectlensError
 from affectlens.generation import generate, generate_batch
 from affectlens.models.chat import assistant_turn_positions, encode
 from affectlens.monitor import monitor, monitor_batch
+from conftest import build_emotion_vectors, build_loaded
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

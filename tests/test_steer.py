@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_emotion_vectors, build_loaded
 
 from affectlens.activations import residuals
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import encode
 from affectlens.steer import _layer_hook, _Tracker, steer
+from conftest import build_emotion_vectors, build_loaded
 
 PROMPT = "The lights went out and"
 
@@ -150,10 +150,12 @@ def _hooks(model) -> list[int]:
 
 def test_hooks_are_removed_after_an_exception(emo_model, emo_vectors):
     before = _hooks(emo_model)
-    with pytest.raises(RuntimeError, match="boom"):
-        with steer(emo_model, emo_vectors, {"calm": 0.3}, layers=[0, 2]):
-            inside = _hooks(emo_model)
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        steer(emo_model, emo_vectors, {"calm": 0.3}, layers=[0, 2]),
+    ):
+        inside = _hooks(emo_model)
+        raise RuntimeError("boom")
     assert [b - a for a, b in zip(before, inside, strict=True)] == [1, 0, 1, 1]
     assert _hooks(emo_model) == before
 
@@ -175,32 +177,40 @@ def test_tuple_outputs_are_steered_in_their_first_element():
 
 
 def test_unknown_emotion_suggests_close_matches(emo_model, emo_vectors):
-    with pytest.raises(AffectlensError, match="did you mean desperate"):
-        with steer(emo_model, emo_vectors, {"desparate": 0.1}):
-            pass
+    with (
+        pytest.raises(AffectlensError, match="did you mean desperate"),
+        steer(emo_model, emo_vectors, {"desparate": 0.1}),
+    ):
+        pass
 
 
 @pytest.mark.parametrize("alpha", [1.5, -2.0, float("nan")])
 def test_alpha_outside_the_sane_range_is_refused(emo_model, emo_vectors, alpha):
-    with pytest.raises(AffectlensError, match="sane range"):
-        with steer(emo_model, emo_vectors, {"calm": alpha}):
-            pass
+    with (
+        pytest.raises(AffectlensError, match="sane range"),
+        steer(emo_model, emo_vectors, {"calm": alpha}),
+    ):
+        pass
 
 
 def test_layers_outside_the_artifact_are_refused(emo_model):
     vectors = build_emotion_vectors(emo_model, layers=[1, 2])
-    with pytest.raises(AffectlensError, match="layer 0 is not in the vectors file"):
-        with steer(emo_model, vectors, {"calm": 0.1}, layers=[0]):
-            pass
+    with (
+        pytest.raises(AffectlensError, match="layer 0 is not in the vectors file"),
+        steer(emo_model, vectors, {"calm": 0.1}, layers=[0]),
+    ):
+        pass
 
 
 def test_vectors_for_another_model_are_refused(emo_model):
     other = build_loaded("llama", 3, seed=1)
     vectors = build_emotion_vectors(other)
     before = _hooks(emo_model)
-    with pytest.raises(AffectlensError, match="do not fit"):
-        with steer(emo_model, vectors, {"calm": 0.1}):
-            pass
+    with (
+        pytest.raises(AffectlensError, match="do not fit"),
+        steer(emo_model, vectors, {"calm": 0.1}),
+    ):
+        pass
     assert _hooks(emo_model) == before
 
 

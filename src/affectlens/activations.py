@@ -33,7 +33,7 @@ def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 def residuals(
     model: LoadedModel, ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]
 ) -> dict[int, torch.Tensor]:
-    """The output hidden states [batch, tokens, hidden] (float32, CPU) of each layer in ``layers``."""
+    """Output hidden states [batch, tokens, hidden] (float32, CPU) of each of ``layers``."""
     wanted = sorted(set(layers))
     captured: dict[int, torch.Tensor] = {}
 

@@ -65,7 +65,9 @@ class EmotionTrace:
     def top_k(self, position: int, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` highest-scoring emotions at ``position``, best first."""
         values, indices = self.scores[position].topk(min(k, len(self.emotions)))
-        return [(self.emotions[i], v) for i, v in zip(indices.tolist(), values.tolist(), strict=True)]
+        return [
+            (self.emotions[i], v) for i, v in zip(indices.tolist(), values.tolist(), strict=True)
+        ]
 
     def per_message(self) -> list[dict]:
         """Per message: role, token span and mean score of each emotion over its tokens."""
@@ -75,7 +77,11 @@ class EmotionTrace:
                 "start": span.start,
                 "end": span.end,
                 "mean": dict(
-                    zip(self.emotions, self.scores[span.start : span.end].mean(0).tolist(), strict=True)
+                    zip(
+                        self.emotions,
+                        self.scores[span.start : span.end].mean(0).tolist(),
+                        strict=True,
+                    )
                 ),
             }
             for span in self.spans

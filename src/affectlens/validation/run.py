@@ -1,0 +1,141 @@
+"""Run every validation check on one artifact and model; returns a JSON-ready dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from affectlens.corpus.stories import Story
+from affectlens.errors import AffectlensError
+from affectlens.models.loading import LoadedModel
+from affectlens.validation.classification import (
+    add_cluster_accuracy,
+    classify,
+    confusions,
+    held_out_stories,
+    read_activations,
+    settings_from,
+)
+from affectlens.validation.clusters import cluster_listing, cluster_order, cosine_matrix, kmeans
+from affectlens.validation.geometry import Norm, affect_alignment, valence_by_layer
+from affectlens.validation.logit_lens import logit_lens
+from affectlens.validation.stability import split_half_cosines, summarise
+from affectlens.vectors import EmotionVectors
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Knobs of ``affectlens validate``."""
+
+    layer: int | None = None
+    clusters: int = 10
+    seed: int = 0
+    top_tokens: int = 10
+    stability_stories: int | None = 20
+    batch_size: int | None = None
+    show_progress: bool = False
+
+
+def train_sample(stories: list[Story], emotions: list[str], cap: int | None) -> list[Story]:
+    """Train stories of the artifact's emotions, at most ``cap`` per emotion (corpus order)."""
+    taken: dict[str, int] = {}
+    sample = []
+    for story in stories:
+        if story.split != "train" or story.emotion not in emotions:
+            continue
+        if cap is not None and taken.get(story.emotion, 0) >= cap:
+            continue
+        taken[story.emotion] = taken.get(story.emotion, 0) + 1
+        sample.append(story)
+    return sample
+
+
+def validate(
+    vectors: EmotionVectors,
+    model: LoadedModel,
+    stories: list[Story],
+    norms: dict[str, Norm] | None,
+    options: ValidationOptions | None = None,
+) -> dict:
+    """Classification, geometry, clusters, logit lens and stability, as one dict."""
+    options = options or ValidationOptions()
+    if options.layer is not None:
+        vectors.layer_index(options.layer)
+    emotions = vectors.emotions
+    held = held_out_stories(stories, emotions)
+    settings = settings_from(vectors, options.batch_size)
+    activations = read_activations(
+        model, held.stories, vectors.layers, settings, show_progress=options.show_progress
+    )
+    centre = vectors.raw_means.float().mean(dim=0)
+    classification = classify(
+        activations, held.labels, vectors.vectors, centre, vectors.layers, ignored=held.ignored
+    )
+    layer = options.layer if options.layer is not None else classification.recommended_layer
+    column = vectors.layer_index(layer)
+    at_layer = vectors.at_layer(layer).float()
+
+    k = min(options.clusters, len(emotions))
+    clustering = kmeans(at_layer.numpy(), k, seed=options.seed)
+    add_cluster_accuracy(classification, clustering.labels)
+    order = cluster_order(emotions, clustering.labels)
+
+    geometry = affect_alignment(emotions, at_layer.numpy(), norms)
+    geometry["layer"] = layer
+    if norms is not None:
+        geometry["by_layer"] = valence_by_layer(
+            emotions, vectors.vectors.float().numpy(), vectors.layers, norms
+        )
+
+    scale = float(vectors.residual_norms[column]) if vectors.residual_norms.numel() else 1.0
+    lens = logit_lens(model, at_layer, emotions, scale=scale, k=options.top_tokens)
+
+    stability: dict
+    sample = train_sample(stories, emotions, options.stability_stories)
+    try:
+        if not sample:
+            raise AffectlensError("the corpus has no train stories of these emotions")
+        train = read_activations(
+            model,
+            sample,
+            [layer],
+            settings,
+            show_progress=options.show_progress,
+            description="train stories",
+        )[:, 0]
+        labels = [emotions.index(s.emotion) for s in sample]
+        cosines = split_half_cosines(
+            train, labels, neutral_pcs=vectors.neutral_pcs.get(layer), seed=options.seed
+        )
+        stability = summarise(cosines, emotions)
+        stability["stories"] = len(sample)
+        stability["max_stories_per_emotion"] = options.stability_stories
+    except AffectlensError as exc:
+        stability = {"skipped": str(exc)}
+    stability["layer"] = layer
+
+    return {
+        "model": model.name,
+        "emotions": emotions,
+        "layers": vectors.layers,
+        "layer": layer,
+        "layer_source": "--layer" if options.layer is not None else "best held-out top-1",
+        "classification": classification.to_json()
+        | {"confusions": confusions(classification, emotions, layer)},
+        "geometry": geometry,
+        "clusters": {
+            "k": k,
+            "seed": options.seed,
+            "layer": layer,
+            "inertia": clustering.inertia,
+            "members": cluster_listing(emotions, clustering.labels),
+            "order": [emotions[i] for i in order],
+            "cosine": cosine_matrix(at_layer.numpy())[np.ix_(order, order)].tolist(),
+        },
+        "logit_lens": {"layer": layer, "scale": scale, "k": options.top_tokens, "tokens": lens},
+        "stability": stability,
+    }
+
+
+__all__ = ["ValidationOptions", "validate"]

@@ -1,0 +1,180 @@
+"""The ``monitor``, ``generate`` and ``chat`` commands on a tiny model saved to disk."""
+
+from __future__ import annotations
+
+import io
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from affectlens.calibration import calibrate
+from affectlens.cli import main
+from affectlens.monitor import monitor
+from conftest import build_emotion_vectors, build_loaded
+
+TRANSCRIPT = [
+    {"role": "user", "content": "I lost my keys."},
+    {"role": "assistant", "content": "Oh no!"},
+    {"role": "user", "content": "Help?"},
+]
+
+
+@pytest.fixture(scope="module")
+def vectors_file(tmp_path_factory, emo_model, emo_model_dir):
+    """Calibrated synthetic vectors whose provenance names the saved tiny model."""
+    vectors = build_emotion_vectors(emo_model, model_id=str(emo_model_dir))
+    calibrate(emo_model, vectors, ["A plain sentence.", "Another one here."], ["Joy!", "Fear."])
+    return vectors.save(tmp_path_factory.mktemp("vectors") / "emo.safetensors")
+
+
+@pytest.fixture
+def transcript(tmp_path):
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(TRANSCRIPT))
+    return path
+
+
+class _Spans(HTMLParser):
+    """Collects token spans, select options and external references of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: list[dict] = []
+        self.options: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "span" and "tok" in attributes.get("class", "").split():
+            self.tokens.append(attributes)
+        if tag == "option":
+            self.options.append(attributes["value"])
+        for name in ("src", "href"):
+            if attributes.get(name):
+                self.external.append(attributes[name])
+
+
+def test_monitor_text_prints_tokens_and_readout(vectors_file, capsys):
+    assert main(["monitor", "--vectors", str(vectors_file), "--text", "I am so happy"]) == 0
+    out = capsys.readouterr().out
+    assert "I am so happy" in out
+    assert "last token" in out and "score (z)" in out
+
+
+def test_monitor_chat_writes_a_self_contained_heatmap(
+    vectors_file, transcript, tmp_path, emo_model, capsys
+):
+    page = tmp_path / "out" / "trace.html"
+    argv = ["monitor", "--vectors", str(vectors_file), "--chat", str(transcript)]
+    argv += ["--layers", "1-2", "--units", "p99", "--html", str(page), "--top-k", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "assistant-turn token" in out and "score (p99)" in out
+    parser = _Spans()
+    parser.feed(page.read_text(encoding="utf-8"))
+    vectors = vectors_file  # the page must cover every token of the templated transcript
+    from affectlens.vectors import EmotionVectors
+
+    trace = monitor(emo_model, EmotionVectors.load(vectors), TRANSCRIPT, layers=[1, 2], units="p99")
+    assert len(parser.tokens) == len(trace.tokens)
+    assert [int(span["data-index"]) for span in parser.tokens] == list(range(len(trace.tokens)))
+    top = json.loads(parser.tokens[3]["data-top"])
+    assert [name for name, _ in top] == [name for name, _ in trace.top_k(3, 5)]
+    assert len(parser.options) == len(trace.emotions)
+    assert parser.external == []
+    assert not list(page.parent.glob("*.partial"))
+
+
+def test_generate_steered_and_sweep(vectors_file, capsys):
+    base = ["generate", "--vectors", str(vectors_file), "--prompt", "Hi", "--max-new-tokens", "4"]
+    assert main([*base, "--steer", "calm=0.2,happy=-0.1", "--positions", "generated"]) == 0
+    assert main([*base, "--steer", "calm=0.1", "--sweep", "afraid=-0.5:0.5:3"]) == 0
+    out = capsys.readouterr().out
+    assert "--- afraid=-0.500" in out and "--- afraid=+0.000" in out and "--- afraid=+0.500" in out
+
+
+def test_chat_loop_steers_and_reads_each_reply(vectors_file, monkeypatch, capsys):
+    script = (
+        "Hello\n/steer calm=0.2\nHow are you?\n/emotions\n/bogus\n/steer calm=3\n/reset\n/quit\n"
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(script))
+    argv = ["chat", "--vectors", str(vectors_file), "--max-new-tokens", "3", "--units", "raw"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("at the assistant turn") == 2
+    assert "steering: calm=+0.2" in out
+    assert "calm, desperate, happy, afraid, angry" in out
+    assert "unknown command '/bogus'" in out
+    assert "sane range" in out and "conversation reset" in out
+
+
+def test_chat_ends_on_eof(vectors_file, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("/emotions\n"))
+    assert main(["chat", "--vectors", str(vectors_file), "--units", "raw"]) == 0
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    return err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--steer", "desparate=0.1"], "did you mean desperate"),
+        (["--steer", "calm=1.5"], "sane range"),
+        (["--steer", "calm"], "not like 'calm=0.1'"),
+        (["--layers", "7"], "layer 7 is not in the vectors file"),
+        (["--sweep", "calm=0:1"], "not like 'calm=-0.5:0.5:5'"),
+    ],
+)
+def test_generate_bad_input_is_one_line(vectors_file, capsys, extra, message):
+    argv = ["generate", "--vectors", str(vectors_file), "--prompt", "Hi", *extra]
+    assert main(argv) == 2
+    assert message in _error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[{", "not valid JSON"),
+        (json.dumps([{"role": "robot", "content": "x"}]), "role 'robot'"),
+        (json.dumps({"role": "user"}), "non-empty JSON list"),
+    ],
+)
+def test_malformed_transcript_writes_nothing(vectors_file, tmp_path, capsys, content, message):
+    transcript = tmp_path / "bad.json"
+    transcript.write_text(content)
+    page = tmp_path / "page.html"
+    argv = ["monitor", "--vectors", str(vectors_file), "--chat", str(transcript)]
+    assert main([*argv, "--html", str(page)]) == 2
+    assert message in _error(capsys)
+    assert not page.exists()
+
+
+def test_monitor_refuses_bad_layers_and_foreign_vectors(vectors_file, tmp_path, capsys):
+    page = tmp_path / "page.html"
+    argv = ["monitor", "--vectors", str(vectors_file), "--text", "hi", "--html", str(page)]
+    assert main([*argv, "--layers", "0-5"]) == 2
+    assert "is not in the vectors file" in _error(capsys)
+    other = build_loaded("llama", 3, seed=9)
+    foreign = build_emotion_vectors(other, model_id="someone/else")
+    foreign_file = foreign.save(tmp_path / "foreign.safetensors")
+    model_dir = json.loads(json.dumps(str(vectors_file.parent)))
+    argv = ["monitor", "--vectors", str(foreign_file), "--text", "hi", "--units", "raw"]
+    from affectlens.vectors import EmotionVectors
+
+    model_id = EmotionVectors.load(vectors_file).provenance["model"]["id"]
+    assert main([*argv, "--model", model_id, "--html", str(page)]) == 2
+    assert "do not fit" in _error(capsys)
+    assert not page.exists() and model_dir
+
+
+def test_uncalibrated_vectors_need_raw_units(emo_model, emo_model_dir, tmp_path, capsys):
+    vectors = build_emotion_vectors(emo_model, model_id=str(emo_model_dir))
+    path = vectors.save(tmp_path / "raw.safetensors")
+    assert main(["monitor", "--vectors", str(path), "--text", "hi"]) == 2
+    assert "--units raw" in _error(capsys)
+    assert main(["monitor", "--vectors", str(path), "--text", "hi", "--units", "raw"]) == 0
