@@ -11,6 +11,7 @@ import pytest
 from affectlens.calibration import calibrate
 from affectlens.cli import main
 from affectlens.monitor import monitor
+from affectlens.vectors import EmotionVectors
 from conftest import build_emotion_vectors, build_loaded
 
 TRANSCRIPT = [
@@ -73,10 +74,8 @@ def test_monitor_chat_writes_a_self_contained_heatmap(
     assert "assistant-turn token" in out and "score (p99)" in out
     parser = _Spans()
     parser.feed(page.read_text(encoding="utf-8"))
-    vectors = vectors_file  # the page must cover every token of the templated transcript
-    from affectlens.vectors import EmotionVectors
-
-    trace = monitor(emo_model, EmotionVectors.load(vectors), TRANSCRIPT, layers=[1, 2], units="p99")
+    vectors = EmotionVectors.load(vectors_file)
+    trace = monitor(emo_model, vectors, TRANSCRIPT, layers=[1, 2], units="p99")
     assert len(parser.tokens) == len(trace.tokens)
     assert [int(span["data-index"]) for span in parser.tokens] == list(range(len(trace.tokens)))
     top = json.loads(parser.tokens[3]["data-top"])
@@ -115,9 +114,11 @@ def test_chat_ends_on_eof(vectors_file, monkeypatch, capsys):
 
 
 def _error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: ")
-    return err
+    """The single ``error:`` line (model loading may print progress bars before it)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0]
+    return errors[0]
 
 
 @pytest.mark.parametrize(
@@ -154,22 +155,19 @@ def test_malformed_transcript_writes_nothing(vectors_file, tmp_path, capsys, con
     assert not page.exists()
 
 
-def test_monitor_refuses_bad_layers_and_foreign_vectors(vectors_file, tmp_path, capsys):
+def test_monitor_refuses_bad_layers_and_foreign_vectors(
+    vectors_file, emo_model_dir, tmp_path, capsys
+):
     page = tmp_path / "page.html"
     argv = ["monitor", "--vectors", str(vectors_file), "--text", "hi", "--html", str(page)]
     assert main([*argv, "--layers", "0-5"]) == 2
     assert "is not in the vectors file" in _error(capsys)
-    other = build_loaded("llama", 3, seed=9)
-    foreign = build_emotion_vectors(other, model_id="someone/else")
+    foreign = build_emotion_vectors(build_loaded("llama", 3, seed=9), model_id="someone/else")
     foreign_file = foreign.save(tmp_path / "foreign.safetensors")
-    model_dir = json.loads(json.dumps(str(vectors_file.parent)))
     argv = ["monitor", "--vectors", str(foreign_file), "--text", "hi", "--units", "raw"]
-    from affectlens.vectors import EmotionVectors
-
-    model_id = EmotionVectors.load(vectors_file).provenance["model"]["id"]
-    assert main([*argv, "--model", model_id, "--html", str(page)]) == 2
-    assert "do not fit" in _error(capsys)
-    assert not page.exists() and model_dir
+    assert main([*argv, "--model", str(emo_model_dir), "--html", str(page)]) == 2
+    assert "made for someone/else and do not fit" in _error(capsys)
+    assert not page.exists()
 
 
 def test_uncalibrated_vectors_need_raw_units(emo_model, emo_model_dir, tmp_path, capsys):

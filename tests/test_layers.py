@@ -20,7 +20,7 @@ from affectlens.models.loading import LoadedModel, fingerprint_mismatch, load_mo
 EXPECTED_PATHS = {
     "llama": ("model.layers", "model.norm"),
     "qwen2": ("model.layers", "model.norm"),
-    "gemma3": ("model.layers", "model.norm"),
+    "gemma3_text": ("model.layers", "model.norm"),
     "gpt2": ("transformer.h", "transformer.ln_f"),
 }
 
@@ -149,6 +149,10 @@ def test_fingerprint_tolerates_dtype_change_but_not_finetune():
 def test_load_model_unknown_id_fails_fast_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # huggingface_hub reads the variable once at import; make the running process see it too.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     started = time.perf_counter()
     with pytest.raises(AffectlensError, match="definitely-not-a-model"):
         load_model("definitely-not-a-model", device="cpu")

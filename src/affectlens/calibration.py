@@ -62,7 +62,10 @@ def calibrate(
         "emotions": list(vectors.emotions),
         "neutral_mean": neutral.mean(dim=1).tolist(),
         "neutral_std": neutral.std(dim=1).tolist(),
-        "story_p99": torch.quantile(stories, 0.99, dim=1).tolist(),
+        # per layer: torch.quantile refuses inputs over 2**24 elements
+        "story_p99": torch.stack(
+            [torch.quantile(layer, 0.99, dim=0) for layer in stories]
+        ).tolist(),
         "neutral_tokens": int(neutral.shape[1]),
         "story_tokens": int(stories.shape[1]),
     }

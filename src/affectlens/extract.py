@@ -213,6 +213,17 @@ def select_training_stories(
     return {e: group[:cap] if cap else group for e, group in by_emotion.items()}
 
 
+def calibration_sample(stories: list[Story], per_emotion: int = 2) -> list[Story]:
+    """A few train stories per emotion: the story side of readout calibration."""
+    taken: dict[str, int] = {}
+    sample = []
+    for story in stories:
+        if story.split == "train" and taken.get(story.emotion, 0) < per_emotion:
+            taken[story.emotion] = taken.get(story.emotion, 0) + 1
+            sample.append(story)
+    return sample
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)

@@ -6,10 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from affectlens.cli import chat_cmd, corpus_cmd, extract_cmd, generate_cmd, monitor_cmd
+from affectlens.cli import (
+    chat_cmd,
+    corpus_cmd,
+    extract_cmd,
+    generate_cmd,
+    monitor_cmd,
+    validate_cmd,
+)
 from affectlens.errors import AffectlensError
 
-COMMAND_MODULES = [corpus_cmd, extract_cmd, monitor_cmd, generate_cmd, chat_cmd]
+COMMAND_MODULES = [corpus_cmd, extract_cmd, monitor_cmd, generate_cmd, chat_cmd, validate_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

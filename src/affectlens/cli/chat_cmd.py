@@ -8,8 +8,10 @@ the emotions. A bad command prints one error line and the chat goes on.
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 
 from rich.console import Console
+from rich.text import Text
 
 from affectlens.cli.generate_cmd import add_steering_options, steered_generate
 from affectlens.cli.monitor_cmd import print_readout
@@ -83,20 +85,23 @@ class ChatSession:
             self.model, self.vectors, self.messages, self.alphas, self.args, self.layers
         )
         self.messages.append({"role": "assistant", "content": answer})
-        self.console.print(f"[bold]assistant>[/bold] {answer}", markup=True, highlight=False)
-        if self.alphas:
-            with steer(
+        self.console.print(Text.assemble(("assistant> ", "bold"), answer))
+        steering = (
+            steer(
                 self.model,
                 self.vectors,
                 self.alphas,
                 layers=self.layers,
                 positions=self.args.positions,
-            ):
-                trace = monitor(self.model, self.vectors, self.messages, units=self.args.units)
-        else:
+            )
+            if self.alphas
+            else nullcontext()
+        )
+        with steering:
             trace = monitor(self.model, self.vectors, self.messages, units=self.args.units)
         position = trace.assistant_positions[-1]
-        print_readout(self.console, trace, position, self.args.top_k, "at the assistant turn")
+        label = "at the assistant turn" + (" (steered)" if self.alphas else "")
+        print_readout(self.console, trace, position, self.args.top_k, label)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load_fitting_model(args, vectors)
     console = Console(highlight=False)
     session = ChatSession(model, vectors, args, layers, console)
-    console.print(HELP)
+    console.print(HELP, markup=False)
     while True:
         try:
             line = input("you> ").strip()

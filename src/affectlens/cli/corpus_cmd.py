@@ -23,6 +23,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--only", help="comma-separated emotions whose quota to check")
     check.add_argument("--quiet", action="store_true", help="print problems and the summary only")
     check.set_defaults(handler=_check)
+    _register_generate(actions)
+
+
+def _register_generate(actions: argparse._SubParsersAction) -> None:
+    from affectlens.cli.options import add_model_option
+    from affectlens.models.packs import DEFAULT_PACK
+
+    gen = actions.add_parser("generate", help="write new stories with a model, validated")
+    gen.add_argument("--emotions", required=True, help="comma-separated emotions, e.g. afraid,calm")
+    gen.add_argument("--per-emotion", type=int, required=True, help="stories wanted per emotion")
+    gen.add_argument("--out", type=Path, required=True, help="JSONL file to append to (resumes)")
+    add_model_option(gen, DEFAULT_PACK)
+    gen.add_argument("--split", choices=("train", "test"), default="train")
+    gen.add_argument("--max-new-tokens", type=int, default=220)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--temperature", type=float, default=0.9, help="0 means greedy")
+    gen.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    gen.add_argument("--max-attempts", type=int, default=4, help="candidates per story slot")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.set_defaults(handler=_generate)
 
 
 def _parse_emotions(value: str | None, known: dict) -> list[str] | None:
@@ -59,3 +79,35 @@ def _check(args: argparse.Namespace) -> int:
     checked = len(emotions or concepts)
     print(f"{len(stories)} stories, {checked} emotions checked, {len(problems)} problems")
     return 1 if problems else 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from affectlens.corpus.generate import LocalModelBackend, generate_stories, summary_lines
+    from affectlens.models.loading import load_model
+
+    concepts = load_concepts()
+    emotions = _parse_emotions(args.emotions, concepts) or []
+    if not emotions:
+        raise AffectlensError("--emotions names no emotion")
+    if args.per_emotion < 1:
+        raise AffectlensError("--per-emotion must be at least 1")
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    model = load_model(args.model, dtype=dtype, device=args.device)
+    reports = generate_stories(
+        LocalModelBackend(model),
+        [concepts[name] for name in emotions],
+        args.out,
+        per_emotion=args.per_emotion,
+        split=args.split,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_attempts=args.max_attempts,
+        progress=not args.no_progress,
+    )
+    for line in summary_lines(reports):
+        print(line)
+    return 1 if any(r.missing for r in reports) else 0

@@ -9,11 +9,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from affectlens.calibration import calibrate
 from affectlens.cli.options import add_model_option, parse_layers
 from affectlens.control_vector import export_control_vector
 from affectlens.corpus.stories import load_neutral, load_stories
 from affectlens.errors import AffectlensError
-from affectlens.extract import ExtractionSettings, extract_vectors, resolve_layers
+from affectlens.extract import (
+    ExtractionSettings,
+    calibration_sample,
+    extract_vectors,
+    neutral_texts,
+    resolve_layers,
+)
 from affectlens.models.loading import load_model, pack_is_cached
 from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root
 from affectlens.vectors import EmotionVectors
@@ -23,9 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``extract``, ``models`` and ``export-control-vector``."""
     extract = commands.add_parser("extract", help="extract emotion vectors from a story corpus")
     add_model_option(extract, DEFAULT_PACK)
-    extract.add_argument(
-        "--corpus", type=Path, help="story JSONL or folder (default: shipped)"
-    )
+    extract.add_argument("--corpus", type=Path, help="story JSONL or folder (default: shipped)")
     extract.add_argument("--neutral", type=Path, help="neutral JSONL (default: shipped)")
     extract.add_argument("--out", type=Path, required=True, help="output .safetensors path")
     extract.add_argument("--layers", help="e.g. 6,10 or 4-12 (default: all)")
@@ -35,8 +40,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     extract.add_argument("--start-token", type=int, default=20, help="first token averaged")
     extract.add_argument("--neutral-variance", type=float, default=0.5)
     extract.add_argument("--checkpoint-every", type=int, default=20, help="batches")
+    extract.add_argument("--no-calibrate", action="store_true", help="skip readout calibration")
     extract.add_argument("--resume", action="store_true", help="continue an interrupted run")
     extract.set_defaults(handler=_extract)
+
+    calib = commands.add_parser(
+        "calibrate", help="(re)compute readout calibration of a vectors file in place"
+    )
+    calib.add_argument("--vectors", type=Path, required=True)
+    calib.add_argument("--model", help="default: the model recorded in the vectors file")
+    calib.add_argument("--corpus", type=Path, help="story JSONL or folder (default: shipped)")
+    calib.add_argument("--neutral", type=Path, help="neutral JSONL (default: shipped)")
+    calib.set_defaults(handler=_calibrate)
 
     models = commands.add_parser("models", help="list offline model packs and their state")
     models.set_defaults(handler=_models)
@@ -83,12 +98,26 @@ def _extract(args: argparse.Namespace) -> int:
     vectors = extract_vectors(
         model, stories, neutral, settings, checkpoint=checkpoint, resume=args.resume
     )
+    if not args.no_calibrate:
+        sample = [s.text for s in calibration_sample(stories)]
+        calibrate(model, vectors, neutral_texts(model, neutral), sample)
     vectors.save(args.out)
     print(
         f"wrote {args.out}: {len(vectors.emotions)} emotions x {len(vectors.layers)} layers "
         f"x {vectors.hidden_size} from {sum(vectors.provenance['stories_per_emotion'].values())} "
         f"stories"
     )
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    vectors = EmotionVectors.load(args.vectors)
+    model = load_model(args.model or vectors.provenance["model"]["id"])
+    stories = [s for s in load_stories(args.corpus) if s.emotion in vectors.emotions]
+    sample = [s.text for s in calibration_sample(stories)]
+    calibrate(model, vectors, neutral_texts(model, load_neutral(args.neutral)), sample)
+    vectors.save(args.vectors)
+    print(f"calibrated {args.vectors} on {len(sample)} stories")
     return 0
 
 

@@ -25,10 +25,7 @@ def _plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     nearest = ((points - centres[0]) ** 2).sum(axis=1)
     for _ in range(1, k):
         total = nearest.sum()
-        if total <= 0:
-            index = int(rng.integers(n))
-        else:
-            index = int(rng.choice(n, p=nearest / total))
+        index = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=nearest / total))
         centres.append(points[index])
         nearest = np.minimum(nearest, ((points - points[index]) ** 2).sum(axis=1))
     return np.stack(centres)

@@ -1,0 +1,107 @@
+"""``affectlens validate``: the paper's checks for an emotion-vectors artifact, as a report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from affectlens.corpus.stories import default_stories_path, load_stories
+from affectlens.errors import AffectlensError
+from affectlens.models.loading import load_model
+from affectlens.validation.geometry import load_norms
+from affectlens.validation.report import write_report
+from affectlens.validation.run import ValidationOptions, validate
+from affectlens.vectors import EmotionVectors
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``validate``."""
+    parser = commands.add_parser(
+        "validate",
+        help="check an emotion-vectors file: classification, geometry, clusters, logit lens",
+    )
+    parser.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
+    parser.add_argument("--model", help="model to load (default: the one the vectors record)")
+    parser.add_argument("--corpus", type=Path, help="story JSONL or folder (default: shipped)")
+    parser.add_argument(
+        "--norms",
+        type=Path,
+        help="valence/arousal norms CSV (Warriner et al., or emotion,valence,arousal)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("validation"), help="report folder")
+    parser.add_argument("--layer", type=int, help="layer for geometry etc. (default: best top-1)")
+    parser.add_argument("--clusters", type=int, default=10, help="k of k-means (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for k-means and the split")
+    parser.add_argument("--top-tokens", type=int, default=10, help="logit-lens tokens per side")
+    parser.add_argument(
+        "--stability-stories",
+        type=int,
+        default=20,
+        help="train stories per emotion read for split-half stability (default 20)",
+    )
+    parser.add_argument("--batch-size", type=int, help="default: the extraction's batch size")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_validate)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The ``affectlens validate`` invocation that reproduces this run."""
+    parts = ["affectlens", "validate", "--vectors", str(args.vectors)]
+    for flag, value in (
+        ("--model", args.model),
+        ("--corpus", args.corpus),
+        ("--norms", args.norms),
+        ("--out", args.out),
+        ("--layer", args.layer),
+        ("--clusters", args.clusters),
+        ("--seed", args.seed),
+        ("--top-tokens", args.top_tokens),
+        ("--stability-stories", args.stability_stories),
+        ("--batch-size", args.batch_size),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    if args.clusters < 1:
+        raise AffectlensError("--clusters must be at least 1")
+    if args.top_tokens < 1:
+        raise AffectlensError("--top-tokens must be at least 1")
+    if args.stability_stories < 2:
+        raise AffectlensError("--stability-stories must be at least 2")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise AffectlensError("--batch-size must be at least 1")
+    vectors = EmotionVectors.load(args.vectors)
+    if args.layer is not None:
+        vectors.layer_index(args.layer)
+    norms = load_norms(args.norms) if args.norms is not None else None
+    stories = load_stories(args.corpus or default_stories_path())
+    spec = args.model or vectors.provenance.get("model", {}).get("id")
+    if not spec:
+        raise AffectlensError("the vectors file records no model id; pass --model")
+    model = load_model(spec)
+    vectors.check_fits(model)
+    options = ValidationOptions(
+        layer=args.layer,
+        clusters=args.clusters,
+        seed=args.seed,
+        top_tokens=args.top_tokens,
+        stability_stories=args.stability_stories,
+        batch_size=args.batch_size,
+        show_progress=not args.quiet,
+    )
+    results = validate(vectors, model, stories, norms, options)
+    command = command_line(args)
+    out = write_report(results, args.out, command, extra={"vectors": str(args.vectors)})
+    top1 = results["classification"]["per_layer"]
+    best = max(entry["top1"]["value"] for entry in top1)
+    print(
+        f"best held-out top-1 {best:.3f} at layer "
+        f"{results['classification']['recommended_layer']}; report: {out / 'index.html'}",
+        file=sys.stderr,
+    )
+    return 0
