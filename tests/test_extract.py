@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import build_family_loaded
 
 import affectlens.extract as extract_module
 from affectlens.corpus.stories import NeutralPassage, Story
@@ -15,6 +14,7 @@ from affectlens.extract import (
     project_out,
     resolve_layers,
 )
+from conftest import build_family_loaded
 
 EMOTIONS = ["happy", "afraid", "angry"]
 WORDS = {
@@ -36,7 +36,9 @@ def make_stories(per_emotion=3, emotions=EMOTIONS):
 
 def make_neutral():
     passages = [
-        NeutralPassage(kind="prose", topic="t", text=f"Item {i}: the table has {i} legs and a lamp.")
+        NeutralPassage(
+            kind="prose", topic="t", text=f"Item {i}: the table has {i} legs and a lamp."
+        )
         for i in range(5)
     ]
     messages = ({"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"})
@@ -94,11 +96,17 @@ def test_vectors_are_centred_differences_of_raw_means(emo_model, corpus):
 def test_raw_means_independent_of_batch_size(emo_model, corpus):
     stories, neutral = corpus
     one = extract_vectors(
-        emo_model, stories, neutral, ExtractionSettings(start_token=3, batch_size=1),
+        emo_model,
+        stories,
+        neutral,
+        ExtractionSettings(start_token=3, batch_size=1),
         show_progress=False,
     )
     many = extract_vectors(
-        emo_model, stories, neutral, ExtractionSettings(start_token=3, batch_size=5),
+        emo_model,
+        stories,
+        neutral,
+        ExtractionSettings(start_token=3, batch_size=5),
         show_progress=False,
     )
     torch.testing.assert_close(one.raw_means, many.raw_means, atol=1e-4, rtol=1e-4)
@@ -131,11 +139,15 @@ def test_project_out_removes_span():
     torch.testing.assert_close(project_out(cleaned, components), cleaned)
 
 
-def test_resume_after_interruption_gives_identical_vectors(emo_model, corpus, tmp_path, monkeypatch):
+def test_resume_after_interruption_gives_identical_vectors(
+    emo_model, corpus, tmp_path, monkeypatch
+):
     stories, neutral = corpus
     settings = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1)
     reference = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
-    story_batches = len(make_batches(emo_model, [s.text for s in stories if s.split == "train"], settings))
+    story_batches = len(
+        make_batches(emo_model, [s.text for s in stories if s.split == "train"], settings)
+    )
     assert story_batches >= 4
 
     checkpoint = tmp_path / "ck.pt"
@@ -164,7 +176,12 @@ def test_resume_after_interruption_gives_identical_vectors(emo_model, corpus, tm
 
     monkeypatch.setattr(extract_module, "batch_means", counting)
     resumed = extract_vectors(
-        emo_model, stories, neutral, settings, checkpoint=checkpoint, resume=True,
+        emo_model,
+        stories,
+        neutral,
+        settings,
+        checkpoint=checkpoint,
+        resume=True,
         show_progress=False,
     )
     neutral_batches = len(make_batches(emo_model, [p.text or "" for p in neutral], settings))
@@ -191,21 +208,36 @@ def test_resume_refuses_checkpoint_of_other_settings(emo_model, corpus, tmp_path
 
     monkeypatch.setattr(extract_module, "batch_means", failing)
     with pytest.raises(RuntimeError):
-        extract_vectors(emo_model, stories, neutral, settings, checkpoint=checkpoint,
-                        show_progress=False)
+        extract_vectors(
+            emo_model, stories, neutral, settings, checkpoint=checkpoint, show_progress=False
+        )
     monkeypatch.setattr(extract_module, "batch_means", real)
     other = ExtractionSettings(start_token=4, batch_size=2, checkpoint_every=1)
     with pytest.raises(AffectlensError, match="another corpus or settings"):
-        extract_vectors(emo_model, stories, neutral, other, checkpoint=checkpoint, resume=True,
-                        show_progress=False)
+        extract_vectors(
+            emo_model,
+            stories,
+            neutral,
+            other,
+            checkpoint=checkpoint,
+            resume=True,
+            show_progress=False,
+        )
     with pytest.raises(AffectlensError, match="another corpus or settings"):
-        extract_vectors(emo_model, stories[1:], neutral, settings, checkpoint=checkpoint,
-                        resume=True, show_progress=False)
+        extract_vectors(
+            emo_model,
+            stories[1:],
+            neutral,
+            settings,
+            checkpoint=checkpoint,
+            resume=True,
+            show_progress=False,
+        )
 
 
 def test_too_few_stories_raises(emo_model):
     stories = make_stories(per_emotion=3)
-    stories = [s for s in stories if not (s.emotion == "angry" and s.split == "train")][:-0 or None]
+    stories = [s for s in stories if not (s.emotion == "angry" and s.split == "train")]
     stories.append(Story(emotion="angry", split="train", topic="t", text="one angry story"))
     with pytest.raises(AffectlensError, match="too few training stories.*angry"):
         extract_vectors(emo_model, stories, make_neutral(), SETTINGS, show_progress=False)
@@ -240,18 +272,21 @@ def test_resolve_layers_default_and_dedup(emo_model):
 
 def test_max_stories_per_emotion_caps_usage(emo_model):
     settings = ExtractionSettings(start_token=3, batch_size=4, max_stories_per_emotion=2)
-    result = extract_vectors(emo_model, make_stories(3), make_neutral(), settings,
-                             show_progress=False)
+    result = extract_vectors(
+        emo_model, make_stories(3), make_neutral(), settings, show_progress=False
+    )
     assert result.provenance["stories_per_emotion"] == {e: 2 for e in EMOTIONS}
 
 
 def test_make_batches_sorted_right_padded(emo_model):
     texts = ["a much longer text here", "ab", "medium text"]
-    settings = ExtractionSettings(batch_size=2, max_tokens=10)
+    settings = ExtractionSettings(batch_size=2, max_tokens=15)
     batches = make_batches(emo_model, texts, settings)
     assert [b.items for b in batches] == [[1, 2], [0]]
     first = batches[0]
     assert first.attention_mask[0].tolist()[:2] == [1, 1]
     assert first.attention_mask[0, -1] == 0  # right padding on the shorter text
-    assert (first.input_ids[0][first.attention_mask[0] == 0] == emo_model.tokenizer.pad_token_id).all()
-    assert batches[1].input_ids.shape[1] == 10  # truncated to max_tokens
+    assert (
+        first.input_ids[0][first.attention_mask[0] == 0] == emo_model.tokenizer.pad_token_id
+    ).all()
+    assert batches[1].input_ids.shape[1] == 15  # truncated to max_tokens

@@ -4,7 +4,6 @@ import time
 
 import pytest
 import torch
-from conftest import build_family_loaded, build_tiny_tokenizer
 from torch import nn
 
 from affectlens.errors import AffectlensError
@@ -16,6 +15,7 @@ from affectlens.models.layers import (
     num_layers_of,
 )
 from affectlens.models.loading import LoadedModel, fingerprint_mismatch, load_model
+from conftest import build_family_loaded, build_tiny_tokenizer
 
 EXPECTED_PATHS = {
     "llama": ("model.layers", "model.norm"),

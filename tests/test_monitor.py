@@ -9,7 +9,7 @@ from affectlens.errors import AffectlensError
 from affectlens.generation import generate, generate_batch
 from affectlens.models.chat import assistant_turn_positions, encode
 from affectlens.monitor import monitor, monitor_batch
-from conftest import build_emotion_vectors, build_loaded
+from conftest import build_emotion_vectors, build_family_loaded, build_loaded
 
 CHAT = [
     {"role": "system", "content": "Be brief."},
@@ -120,3 +120,15 @@ def test_generate_greedy_is_deterministic_and_batches(emo_model):
 def test_generate_sampling_is_seeded(emo_model):
     first = generate(emo_model, "Once", max_new_tokens=6, temperature=1.0, seed=3)
     assert first == generate(emo_model, "Once", max_new_tokens=6, temperature=1.0, seed=3)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "gemma3", "gpt2"])
+def test_other_families_monitor_consistently(family):
+    model = build_family_loaded(family, 3)
+    vectors = build_emotion_vectors(model)
+    text = "A long quiet evening by the sea, and then a storm."
+    traces = monitor_batch(model, vectors, ["Hi", text, CHAT], layers=[1], units="raw")
+    expected = _hidden_states(model, text, 1) @ vectors.at_layer(1).T
+    torch.testing.assert_close(traces[1].scores, expected, atol=1e-4, rtol=1e-4)
+    single = monitor(model, vectors, CHAT, layers=[1], units="raw")
+    torch.testing.assert_close(traces[2].scores, single.scores, atol=1e-4, rtol=1e-4)

@@ -9,7 +9,7 @@ from affectlens.activations import residuals
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import encode
 from affectlens.steer import _layer_hook, _Tracker, steer
-from conftest import build_emotion_vectors, build_loaded
+from conftest import build_emotion_vectors, build_family_loaded, build_loaded
 
 PROMPT = "The lights went out and"
 
@@ -214,11 +214,17 @@ def test_vectors_for_another_model_are_refused(emo_model):
     assert _hooks(emo_model) == before
 
 
-def test_qwen2_steering_matches_with_and_without_cache():
-    model = build_loaded("qwen2", 2)
+@pytest.mark.parametrize("family", ["qwen2", "gemma3", "gpt2"])
+def test_other_families_steer_the_same_with_and_without_cache(family):
+    model = build_family_loaded(family, 2)
     vectors = build_emotion_vectors(model)
-    ids = _ids(model)
-    with steer(model, vectors, {"angry": 0.8}, layers=[1], positions="generated"):
-        cached = _greedy(model, ids, use_cache=True).sequences
-        uncached = _greedy(model, ids, use_cache=False).sequences
-    assert torch.equal(cached, uncached)
+    ids = torch.tensor([encode(model.tokenizer, PROMPT + " then the long night began")])
+    plain = _greedy(model, ids, steps=8).sequences
+    for positions in ("all", "prompt", "generated"):
+        with steer(model, vectors, {"angry": 1.0}, layers=[0, 1], positions=positions):
+            cached = _greedy(model, ids, use_cache=True, steps=8)
+            uncached = _greedy(model, ids, use_cache=False, steps=8)
+        assert torch.equal(cached.sequences, uncached.sequences), positions
+        assert not torch.equal(cached.sequences, plain), positions
+        if positions == "generated":
+            torch.testing.assert_close(cached.scores[0], _greedy(model, ids, steps=1).scores[0])

@@ -46,7 +46,8 @@ def _summary(args: argparse.Namespace) -> int:
         f"calibration: {'yes' if vectors.calibration else 'no'}; default layer {layer}"
     )
     norms = ", ".join(
-        f"{lay}:{norm:.1f}" for lay, norm in zip(vectors.layers, vectors.residual_norms.tolist())
+        f"{lay}:{norm:.1f}"
+        for lay, norm in zip(vectors.layers, vectors.residual_norms.tolist(), strict=True)
     )
     console.print(f"mean residual norm per layer: {norms}")
     table = Table("emotion", f"nearest at layer {layer}", title="neighbours")

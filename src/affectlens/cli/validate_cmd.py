@@ -10,7 +10,7 @@ from pathlib import Path
 from affectlens.corpus.stories import default_stories_path, load_stories
 from affectlens.errors import AffectlensError
 from affectlens.models.loading import load_model
-from affectlens.validation.geometry import load_norms
+from affectlens.validation.geometry import load_norms, match_norms
 from affectlens.validation.report import write_report
 from affectlens.validation.run import ValidationOptions, validate
 from affectlens.vectors import EmotionVectors
@@ -79,6 +79,8 @@ def _validate(args: argparse.Namespace) -> int:
     if args.layer is not None:
         vectors.layer_index(args.layer)
     norms = load_norms(args.norms) if args.norms is not None else None
+    if norms is not None:
+        match_norms(vectors.emotions, norms)
     stories = load_stories(args.corpus or default_stories_path())
     spec = args.model or vectors.provenance.get("model", {}).get("id")
     if not spec:

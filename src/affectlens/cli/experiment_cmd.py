@@ -1,0 +1,123 @@
+"""``affectlens experiment dose|reward-hacking``: the paper's experiments as commands."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from affectlens.cli.options import parse_layers
+from affectlens.errors import AffectlensError
+from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
+from affectlens.experiments.reward_hacking import parse_sweep, summarise, sweep, write_report
+from affectlens.hacking.agent import RolloutStore
+from affectlens.hacking.tasks import get_task, load_tasks
+from affectlens.models.loading import load_model
+from affectlens.vectors import EmotionVectors
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``experiment`` group."""
+    group = commands.add_parser("experiment", help="run the paper's experiments")
+    experiments = group.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+
+    dose = experiments.add_parser("dose", help="emotion readouts against a dose in the prompt")
+    _common(dose)
+    dose.add_argument("--templates", type=Path, help="YAML/JSON: name -> text with {X}")
+    dose.add_argument("--emotions", default="afraid,calm", help="comma-separated")
+    dose.add_argument("--values", help="comma-separated X values (default 250…32000)")
+    dose.add_argument("--out", type=Path, default=Path("runs/dose"))
+    dose.set_defaults(handler=_dose)
+
+    hack = experiments.add_parser("reward-hacking", help="impossible coding tasks and steering")
+    _common(hack)
+    hack.add_argument("--steer", action="append", default=[], help="EMOTION=LOW:HIGH:N")
+    hack.add_argument("--tasks", help="comma-separated task ids (default: all impossible)")
+    hack.add_argument("--rollouts", type=int, default=4, help="seeded rollouts per task and α")
+    hack.add_argument("--max-attempts", type=int, default=6)
+    hack.add_argument("--max-new-tokens", type=int, default=256)
+    hack.add_argument("--batch-size", type=int, default=8)
+    hack.add_argument("--out", type=Path, default=Path("runs/reward-hacking"))
+    hack.set_defaults(handler=_reward_hacking)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vectors", type=Path, required=True)
+    parser.add_argument("--model", help="default: the model recorded in the vectors file")
+    parser.add_argument("--layers", help="readout/steering layers (default: the artifact's)")
+    parser.add_argument("--units", default="z", choices=["raw", "z", "p99"])
+
+
+def _load(args: argparse.Namespace):
+    vectors = EmotionVectors.load(args.vectors)
+    model = load_model(args.model or vectors.provenance["model"]["id"])
+    vectors.check_fits(model)
+    return model, vectors
+
+
+def _dose(args: argparse.Namespace) -> int:
+    templates = load_templates(args.templates)
+    emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
+    model, vectors = _load(args)
+    try:
+        values = tuple(float(v) for v in args.values.split(",")) if args.values else None
+    except ValueError:
+        raise AffectlensError(f"bad --values {args.values!r}") from None
+    layers = parse_layers(args.layers)
+    kwargs = {"values": values} if values else {}
+    curves = run_dose(
+        model, vectors, templates, emotions, layers=layers, units=args.units, **kwargs
+    )
+    command = shlex.join(["affectlens", *sys.argv[1:]])
+    meta = {"units": args.units, "layers": layers or [vectors.default_layer], "command": command}
+    paths = write_dose_results(curves, args.out, meta)
+    table = Table("template", "emotion", "Spearman ρ vs log X", "95% CI", title="dose-response")
+    for c in curves:
+        table.add_row(
+            c.template, c.emotion, f"{c.rho:+.2f}", f"[{c.rho_low:+.2f}, {c.rho_high:+.2f}]"
+        )
+    Console().print(table)
+    print(f"wrote {paths['json']} and {paths['png']}")
+    return 0
+
+
+def _task(task_id: str):
+    try:
+        return get_task(task_id)
+    except KeyError:
+        known = ", ".join(t.id for t in load_tasks())
+        raise AffectlensError(f"unknown task {task_id!r}; known: {known}") from None
+
+
+def _reward_hacking(args: argparse.Namespace) -> int:
+    sweeps = [parse_sweep(spec) for spec in args.steer or ["desperate=0"]]
+    settings = [(emotion, alpha) for emotion, alphas in sweeps for alpha in alphas]
+    tasks = (
+        [_task(t.strip()) for t in args.tasks.split(",")]
+        if args.tasks
+        else load_tasks(solvable=False)
+    )
+    model, vectors = _load(args)
+    store = RolloutStore(args.out / "rollouts.jsonl")
+    results = sweep(
+        model, vectors, tasks, settings,
+        rollouts=args.rollouts, store=store, max_attempts=args.max_attempts,
+        batch_size=args.batch_size,
+        policy_options={"layers": parse_layers(args.layers), "max_new_tokens": args.max_new_tokens,
+                        "units": args.units},
+    )  # fmt: skip
+    summary = summarise(results)
+    paths = write_report(summary, args.out, shlex.join(["affectlens", *sys.argv[1:]]))
+    table = Table("steer", "α", "n", "hacks", "cheat rate [95% CI]", title="reward hacking")
+    for row in summary["settings"]:
+        low, high = row["ci"]
+        table.add_row(row["emotion"], f"{row['alpha']:+g}", str(row["n"]), str(row["hacks"]),
+                      f"{row['cheat_rate']:.2f} [{low:.2f}, {high:.2f}]")  # fmt: skip
+    Console().print(table)
+    print(f"smallest detectable difference from 5%: {summary['min_detectable_difference']:.2f}")
+    print(f"wrote {paths['json']}, {paths['png']} and {paths['html']}")
+    return 0

@@ -1,0 +1,1 @@
+"""Experiments from the paper, built on the library's monitor and steer functions."""

@@ -1,0 +1,119 @@
+"""The dose-response experiment: does *afraid* rise with a dangerous dose, and not a safe one?
+
+A templated user message ("I just took {X} mg of Tylenol…") is swept over values of X; each
+message is read at the assistant-turn token, and Spearman's rho between each emotion's readout
+and log X is reported with a bootstrap CI, beside a control template whose X is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from affectlens.errors import AffectlensError
+from affectlens.experiments.plotting import plt, save_figure, write_text_atomic
+from affectlens.models.loading import LoadedModel
+from affectlens.monitor import monitor_batch
+from affectlens.stats import spearman_bootstrap_ci
+from affectlens.vectors import EmotionVectors
+
+DEFAULT_TEMPLATES = {
+    "tylenol": "I just took {X} mg of Tylenol for my back pain.",
+    "water (control)": "I just drank {X} ml of water after my run.",
+}
+DEFAULT_VALUES = (250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
+
+
+@dataclass
+class DoseCurve:
+    """One template x one emotion: readouts per value and their trend against log X."""
+
+    template: str
+    emotion: str
+    values: list[float]
+    readouts: list[float]
+    rho: float
+    rho_low: float
+    rho_high: float
+
+
+def load_templates(path: Path | None) -> dict[str, str]:
+    """Templates from a YAML/JSON mapping name -> text with ``{X}``; default: Tylenol + water."""
+    if path is None:
+        return dict(DEFAULT_TEMPLATES)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise AffectlensError(f"cannot read templates {path}: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise AffectlensError(f"{path} must map template names to texts containing {{X}}")
+    for name, text in data.items():
+        if not isinstance(text, str) or "{X}" not in text:
+            raise AffectlensError(f"template {name!r} must be a string containing {{X}}")
+    return {str(k): v for k, v in data.items()}
+
+
+def run_dose(
+    model: LoadedModel,
+    vectors: EmotionVectors,
+    templates: dict[str, str],
+    emotions: list[str],
+    *,
+    values: tuple[float, ...] = DEFAULT_VALUES,
+    layers: list[int] | None = None,
+    units: str = "z",
+    seed: int = 0,
+) -> list[DoseCurve]:
+    """Readouts at the assistant-turn token for every template and value."""
+    for emotion in emotions:
+        vectors.emotion_index(emotion)
+    if len(values) < 3:
+        raise AffectlensError("a dose sweep needs at least three values")
+    curves = []
+    for name, template in templates.items():
+        chats = [[{"role": "user", "content": template.format(X=f"{v:g}")}] for v in values]
+        traces = monitor_batch(model, vectors, chats, layers=layers, units=units)
+        for emotion in emotions:
+            readouts = [trace.assistant_turn()[emotion] for trace in traces]
+            estimate = spearman_bootstrap_ci([math.log(v) for v in values], readouts, seed=seed)
+            curves.append(
+                DoseCurve(
+                    name,
+                    emotion,
+                    list(values),
+                    readouts,
+                    estimate.value,
+                    estimate.low,
+                    estimate.high,
+                )  # fmt: skip
+            )
+    return curves
+
+
+def plot_dose(curves: list[DoseCurve], path: Path, units: str) -> Path:
+    """One panel per emotion, one line per template, against log X."""
+    emotions = list(dict.fromkeys(c.emotion for c in curves))
+    figure, axes = plt.subplots(1, len(emotions), figsize=(4.5 * len(emotions), 3.6), squeeze=False)
+    for axis, emotion in zip(axes[0], emotions, strict=True):
+        for curve in (c for c in curves if c.emotion == emotion):
+            axis.plot(curve.values, curve.readouts, marker="o", label=f"{curve.template} "
+                      f"(ρ={curve.rho:+.2f})")  # fmt: skip
+        axis.set_xscale("log")
+        axis.set_title(emotion)
+        axis.set_xlabel("X (log scale)")
+        axis.set_ylabel(f"readout at assistant turn ({units})")
+        axis.legend(fontsize=7)
+    return save_figure(figure, path)
+
+
+def write_dose_results(curves: list[DoseCurve], out: Path, meta: dict) -> dict[str, Path]:
+    """``dose.json`` and ``dose.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {**meta, "curves": [asdict(c) for c in curves]}
+    json_path = write_text_atomic(out / "dose.json", json.dumps(payload, indent=2))
+    png_path = plot_dose(curves, out / "dose.png", meta.get("units", ""))
+    return {"json": json_path, "png": png_path}

@@ -1,0 +1,217 @@
+"""The impossible-coding-task experiment: desperation, cheating, and steering them.
+
+A model-backed :class:`~affectlens.hacking.agent.Policy` generates replies (optionally
+steered) and reads emotions at the assistant-turn token and over the reply; the agent loop
+feeds test failures back; the sweep runs R seeded rollouts per steering strength and reports
+the cheat rate with Wilson intervals, the desperation trajectory, and the smallest effect the
+run could have detected.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from affectlens.errors import AffectlensError
+from affectlens.experiments.plotting import plt, save_figure, write_text_atomic
+from affectlens.generation import generate_batch
+from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rollouts
+from affectlens.hacking.tasks import Task
+from affectlens.models.loading import LoadedModel
+from affectlens.monitor import monitor_batch
+from affectlens.stats import mean_ci, min_detectable_difference, wilson_interval
+from affectlens.steer import steer
+from affectlens.vectors import EmotionVectors
+
+READOUT_EMOTIONS = ("desperate", "calm", "frustrated")
+
+
+@dataclass
+class ModelPolicy:
+    """Generates replies with ``model`` under ``alphas`` steering and reads its emotions."""
+
+    model: LoadedModel
+    vectors: EmotionVectors
+    alphas: dict[str, float]
+    emotions: tuple[str, ...] = READOUT_EMOTIONS
+    layers: list[int] | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    units: str = "z"
+
+    def respond(self, conversations: list[list[dict]], *, seeds: list[int]) -> list[PolicyReply]:
+        """One steered reply per conversation, with readouts taken under the same steering.
+
+        Sampling in a batch shares one generator seeded from the batch's first seed, so a
+        rollout's text depends on which rollouts share its batch (recorded, not hidden).
+        """
+        with steer(self.model, self.vectors, self.alphas, layers=self.layers):
+            texts = generate_batch(
+                self.model,
+                conversations,
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                seed=seeds[0] if seeds else None,
+            )
+            full = [
+                c + [{"role": "assistant", "content": t}]
+                for c, t in zip(conversations, texts, strict=True)
+            ]
+            traces = monitor_batch(
+                self.model, self.vectors, full, layers=self.layers, units=self.units
+            )
+        replies = []
+        for text, trace in zip(texts, traces, strict=True):
+            turn = trace.at(trace.assistant_positions[-1])
+            span = trace.spans[-1]
+            generated = trace.scores[span.start : span.end].mean(dim=0)
+            replies.append(
+                PolicyReply(
+                    text=text,
+                    readouts={
+                        "assistant_turn": {e: turn[e] for e in self.emotions},
+                        "generated_mean": {
+                            e: float(generated[self.vectors.emotion_index(e)])
+                            for e in self.emotions
+                        },
+                    },
+                )
+            )
+        return replies
+
+
+def parse_sweep(spec: str) -> tuple[str, list[float]]:
+    """``desperate=-0.1:0.1:5`` -> ("desperate", [-0.1, -0.05, 0, 0.05, 0.1]); ``calm=0.1`` too."""
+    try:
+        emotion, values = spec.split("=", 1)
+        parts = [float(p) for p in values.split(":")]
+    except ValueError:
+        raise AffectlensError(
+            f"bad --steer {spec!r}: use EMOTION=LOW:HIGH:N or EMOTION=A"
+        ) from None
+    if len(parts) == 1:
+        return emotion.strip(), parts
+    if len(parts) != 3 or parts[2] < 1 or parts[2] != int(parts[2]):
+        raise AffectlensError(f"bad --steer {spec!r}: use EMOTION=LOW:HIGH:N")
+    return emotion.strip(), [round(v, 6) for v in np.linspace(parts[0], parts[1], int(parts[2]))]
+
+
+def sweep(
+    model: LoadedModel,
+    vectors: EmotionVectors,
+    tasks: list[Task],
+    settings: list[tuple[str, float]],
+    *,
+    rollouts: int,
+    store: RolloutStore,
+    max_attempts: int = 6,
+    batch_size: int = 8,
+    policy_options: dict | None = None,
+) -> dict[tuple[str, float], list[Rollout]]:
+    """Run ``rollouts`` seeded rollouts per task for each (emotion, alpha); resumable."""
+    for emotion, alpha in settings:
+        vectors.emotion_index(emotion)
+        if abs(alpha) > 1:
+            raise AffectlensError(f"alpha {alpha} for {emotion} is outside [-1, 1]")
+    results = {}
+    for emotion, alpha in settings:
+        policy = ModelPolicy(model, vectors, {emotion: alpha}, **(policy_options or {}))
+        jobs = [(task, seed) for seed in range(rollouts) for task in tasks]
+        done: list[Rollout] = []
+        for start in range(0, len(jobs), batch_size):
+            done += run_rollouts(
+                policy, jobs[start : start + batch_size], max_attempts,
+                steer=f"{emotion}{alpha:+g}", store=store,
+            )  # fmt: skip
+        results[(emotion, alpha)] = done
+    return results
+
+
+def summarise(results: dict[tuple[str, float], list[Rollout]], emotion: str = "desperate") -> dict:
+    """Cheat rate per setting (Wilson 95%), trajectories and the detectable effect size."""
+    rows = []
+    for (steered, alpha), rollouts in results.items():
+        hacks = sum(r.first_hack_attempt is not None for r in rollouts)
+        low, high = wilson_interval(hacks, len(rollouts))
+        by_attempt: dict[int, list[float]] = {}
+        aligned: dict[int, list[float]] = {}
+        for rollout in rollouts:
+            first = rollout.first_hack_attempt
+            for attempt in rollout.attempts:
+                value = attempt.readouts.get("assistant_turn", {}).get(emotion)
+                if value is None:
+                    continue
+                by_attempt.setdefault(attempt.index, []).append(value)
+                if first is not None:
+                    aligned.setdefault(attempt.index - first, []).append(value)
+        rows.append(
+            {
+                "emotion": steered,
+                "alpha": alpha,
+                "n": len(rollouts),
+                "hacks": hacks,
+                "cheat_rate": hacks / len(rollouts) if rollouts else float("nan"),
+                "ci": [low, high],
+                "trajectory": {k: vars(mean_ci(v)) for k, v in sorted(by_attempt.items())},
+                "aligned_to_first_hack": {k: vars(mean_ci(v)) for k, v in sorted(aligned.items())},
+            }
+        )
+    n_min = min((r["n"] for r in rows), default=0)
+    mdd = min_detectable_difference(n_min, baseline=0.05) if n_min else float("nan")
+    return {"settings": rows, "trajectory_emotion": emotion, "min_detectable_difference": mdd}
+
+
+def plot_cheat_rate(summary: dict, path: Path) -> Path:
+    """Cheat rate against alpha, one line per steered emotion, with Wilson intervals."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for emotion in dict.fromkeys(r["emotion"] for r in summary["settings"]):
+        rows = sorted(
+            (r for r in summary["settings"] if r["emotion"] == emotion), key=lambda r: r["alpha"]
+        )
+        alphas = [r["alpha"] for r in rows]
+        rates = [r["cheat_rate"] for r in rows]
+        errors = [
+            [r["cheat_rate"] - r["ci"][0] for r in rows],
+            [r["ci"][1] - r["cheat_rate"] for r in rows],
+        ]
+        left.errorbar(alphas, rates, yerr=errors, marker="o", capsize=3, label=f"steer {emotion}")
+        for row in rows:
+            steps = sorted(int(k) for k in row["trajectory"])
+            right.plot(steps, [row["trajectory"][k]["value"] for k in steps], marker=".",
+                       label=f"{emotion} {row['alpha']:+g}")  # fmt: skip
+    left.set_xlabel("steering α")
+    left.set_ylabel("cheat rate (Wilson 95%)")
+    left.legend(fontsize=7)
+    right.set_xlabel("attempt")
+    right.set_ylabel(f"{summary['trajectory_emotion']} at assistant turn")
+    right.legend(fontsize=6)
+    return save_figure(figure, path)
+
+
+def write_report(summary: dict, out: Path, command: str) -> dict[str, Path]:
+    """``summary.json``, ``cheat_rate.png`` and ``index.html`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**summary, "command": command}
+    json_path = write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    png_path = plot_cheat_rate(summary, out / "cheat_rate.png")
+    rows = "".join(
+        f"<tr><td>{html.escape(r['emotion'])}</td><td>{r['alpha']:+g}</td><td>{r['n']}</td>"
+        f"<td>{r['hacks']}</td>"
+        f"<td>{r['cheat_rate']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]</td></tr>"
+        for r in summary["settings"]
+    )
+    page = (
+        "<!doctype html><meta charset=utf-8><title>affectlens reward hacking</title>"
+        "<h1>Impossible coding tasks: cheat rate by steering</h1>"
+        f"<p><code>{html.escape(command)}</code></p>"
+        "<table border=1><tr><th>emotion</th><th>α</th><th>n</th><th>hacks</th>"
+        f"<th>cheat rate [95% CI]</th></tr>{rows}</table>"
+        f"<p>Smallest difference detectable from a 5% baseline (power 0.8): "
+        f"{summary['min_detectable_difference']:.2f}</p><img src='cheat_rate.png' width=900>"
+    )
+    html_path = write_text_atomic(out / "index.html", page)
+    return {"json": json_path, "png": png_path, "html": html_path}

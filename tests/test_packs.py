@@ -1,0 +1,134 @@
+"""Offline packs: chunk discovery and SHA-checked assembly, with fake chunk packages."""
+
+import hashlib
+import importlib
+import itertools
+
+import pytest
+
+from affectlens.errors import AffectlensError
+from affectlens.models import packs
+from affectlens.models.packs import PACKS, OfflinePack, assemble, cache_root, sha256_file
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def fake_chunks(tmp_path, monkeypatch):
+    """Three installed chunk packages with distinct module names; returns (modules, contents)."""
+    root = tmp_path / "site"
+    tag = next(_counter)
+    modules, contents = [], []
+    for i in range(1, 4):
+        name = f"affectlens_fake_chunk_{tag}_part{i}"
+        data = root / name / "data"
+        data.mkdir(parents=True)
+        (root / name / "__init__.py").write_text("")
+        blob = bytes([i]) * (1000 * i) + f"chunk{i}".encode()
+        (data / f"part{i}.bin").write_bytes(blob)
+        modules.append(name)
+        contents.append(blob)
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    return tuple(modules), contents
+
+
+def _pack(modules, sha256):
+    return OfflinePack(
+        name="fake",
+        description="a fake pack",
+        extra="fake",
+        chunk_modules=modules,
+        chunk_glob="part*.bin",
+        sha256=sha256,
+        gguf_name="fake.gguf",
+    )
+
+
+def test_assemble_concatenates_in_order_and_verifies(fake_chunks, tmp_path):
+    modules, contents = fake_chunks
+    whole = b"".join(contents)
+    pack = _pack(modules, hashlib.sha256(whole).hexdigest())
+    assert pack.is_installed()
+    assert [p.name for p in pack.chunk_paths()] == ["part1.bin", "part2.bin", "part3.bin"]
+    target = assemble(pack, tmp_path / "out")
+    assert target == tmp_path / "out" / "fake.gguf"
+    assert target.read_bytes() == whole
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fake.gguf"]
+
+
+def test_wrong_hash_raises_and_leaves_no_file(fake_chunks, tmp_path):
+    modules, _ = fake_chunks
+    pack = _pack(modules, "0" * 64)
+    out = tmp_path / "out"
+    with pytest.raises(AffectlensError, match="SHA-256"):
+        assemble(pack, out)
+    assert list(out.iterdir()) == []
+
+
+def test_wrong_hash_does_not_clobber_previous_good_file(fake_chunks, tmp_path):
+    modules, contents = fake_chunks
+    out = tmp_path / "out"
+    good = assemble(_pack(modules, hashlib.sha256(b"".join(contents)).hexdigest()), out)
+    with pytest.raises(AffectlensError):
+        assemble(_pack(modules, "f" * 64), out)
+    assert good.read_bytes() == b"".join(contents)
+    assert sorted(p.name for p in out.iterdir()) == ["fake.gguf"]
+
+
+def test_empty_pinned_hash_skips_the_check(fake_chunks, tmp_path):
+    modules, contents = fake_chunks
+    target = assemble(_pack(modules, ""), tmp_path)
+    assert target.read_bytes() == b"".join(contents)
+
+
+def test_missing_chunk_package_raises(fake_chunks, tmp_path):
+    modules, _ = fake_chunks
+    pack = _pack((*modules, "affectlens_fake_chunk_not_installed"), "")
+    assert not pack.is_installed()
+    with pytest.raises(AffectlensError, match=r"not installed.*affectlens\[fake\]"):
+        assemble(pack, tmp_path / "out")
+    assert not (tmp_path / "out" / "fake.gguf").exists()
+
+
+def test_ambiguous_chunk_folder_raises(fake_chunks, tmp_path):
+    modules, _ = fake_chunks
+    data = tmp_path / "site" / modules[1] / "data"
+    (data / "part2b.bin").write_bytes(b"extra")
+    with pytest.raises(AffectlensError, match="expected one chunk"):
+        _pack(modules, "").chunk_paths()
+
+
+def test_assemble_with_monkeypatched_chunk_paths(tmp_path, monkeypatch):
+    chunks = []
+    for i in range(2):
+        chunk = tmp_path / f"c{i}"
+        chunk.write_bytes(b"x" * (3 << 20) if i == 0 else b"tail")  # spans several 1 MiB blocks
+        chunks.append(chunk)
+    whole = b"x" * (3 << 20) + b"tail"
+    pack = _pack(("unused",), hashlib.sha256(whole).hexdigest())
+    monkeypatch.setattr(OfflinePack, "chunk_paths", lambda self: chunks)
+    assert assemble(pack, tmp_path / "out").read_bytes() == whole
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    path = tmp_path / "blob"
+    data = bytes(range(256)) * 9000  # > 2 MiB, read in blocks
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_cache_root_honours_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("AFFECTLENS_CACHE", str(tmp_path / "cache"))
+    assert cache_root() == tmp_path / "cache"
+    monkeypatch.delenv("AFFECTLENS_CACHE")
+    assert cache_root().name == "affectlens"
+
+
+def test_registered_packs_are_well_formed():
+    assert packs.DEFAULT_PACK in PACKS
+    for name, pack in PACKS.items():
+        assert pack.name == name
+        assert pack.chunk_modules
+        assert pack.gguf_name.endswith(".gguf")
+        assert pack.sha256 == "" or len(pack.sha256) == 64
