@@ -27,6 +27,7 @@ def _greedy(model, ids: torch.Tensor, *, use_cache: bool = True, steps: int = 6)
         do_sample=False,
         use_cache=use_cache,
         output_scores=True,
+        output_logits=True,
         return_dict_in_generate=True,
         pad_token_id=model.tokenizer.pad_token_id,
     )
@@ -131,6 +132,17 @@ def test_position_masks_after_the_first_decode_step(emo_model, emo_vectors, use_
             steered = in_prompt if positions == "prompt" else ~in_prompt
             assert torch.all(delta[steered] > 0.1), (positions, step)
             assert torch.all(delta[~steered] == 0), (positions, step)
+
+
+def test_a_longer_second_prompt_in_one_block_is_a_new_prompt(emo_model, emo_vectors):
+    first = _ids(emo_model)
+    second = torch.cat([first, first[:, :4]], dim=1)
+    with steer(emo_model, emo_vectors, {"calm": 0.5}, layers=[1], positions="prompt"):
+        _greedy(emo_model, first, steps=2)
+        steered = _greedy(emo_model, second, steps=2)
+    with steer(emo_model, emo_vectors, {"calm": 0.5}, layers=[1], positions="all"):
+        everywhere = emo_model.model(input_ids=second).logits[:, -1]
+    torch.testing.assert_close(steered.logits[0], everywhere)
 
 
 def test_prompt_positions_change_the_first_token_distribution(emo_model, emo_vectors):

@@ -1,7 +1,7 @@
-"""Reading the residual stream at chosen decoder layers, and projecting it onto emotions.
+"""Residual streams of padded batches at chosen layers, and their projections onto emotions.
 
-The forward pass stops right after the deepest layer needed: monitoring never pays for the
-layers above it nor for the full-vocabulary logits.
+Built on :mod:`affectlens.capture`: the forward pass stops right after the deepest layer
+needed, so monitoring never pays for the layers above it nor for the full-vocabulary logits.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from collections.abc import Sequence
 
 import torch
 
+from affectlens.capture import capture_residuals, run_captured
 from affectlens.models.loading import LoadedModel
 from affectlens.vectors import EmotionVectors
-
-
-class _Enough(Exception):
-    """Raised by the deepest hook to end the forward pass early."""
 
 
 def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,36 +26,16 @@ def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-@torch.no_grad()
 def residuals(
     model: LoadedModel, ids: torch.Tensor, attention_mask: torch.Tensor, layers: Sequence[int]
 ) -> dict[int, torch.Tensor]:
     """Output hidden states [batch, tokens, hidden] (float32, CPU) of each of ``layers``."""
     wanted = sorted(set(layers))
-    captured: dict[int, torch.Tensor] = {}
-
-    def capture(layer: int):
-        def hook(module, args, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            captured[layer] = hidden.detach().float().cpu()
-            if layer == wanted[-1]:
-                raise _Enough
-
-        return hook
-
-    handles = [model.layers[layer].register_forward_hook(capture(layer)) for layer in wanted]
-    try:
-        model.model(
-            input_ids=ids.to(model.device),
-            attention_mask=attention_mask.to(model.device),
-            use_cache=False,
+    with capture_residuals(model, wanted) as captured:
+        hidden = run_captured(
+            model, captured, ids.to(model.device), attention_mask.to(model.device)
         )
-    except _Enough:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
+    return {layer: value.float().cpu() for layer, value in hidden.items()}
 
 
 def project(

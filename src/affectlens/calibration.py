@@ -73,16 +73,29 @@ def calibrate(
     return calibration
 
 
-def _rows(vectors: EmotionVectors, layers: Sequence[int], name: str) -> torch.Tensor:
-    """Calibration statistic ``name`` as [layer, emotion] for ``layers``."""
+def check_units(vectors: EmotionVectors, layers: Sequence[int], units: str) -> None:
+    """Refuse unknown units, and calibrated units the vectors' calibration cannot provide."""
+    if units not in UNITS:
+        raise AffectlensError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
+    if units == "raw":
+        return
     calibration = vectors.calibration
+    if not calibration:
+        raise AffectlensError(
+            f"units {units!r} need calibration, which these vectors lack; run "
+            "affectlens.calibration.calibrate on them (or use units 'raw')"
+        )
     if calibration.get("emotions") != list(vectors.emotions):
         raise AffectlensError("the vectors' calibration was made for other emotions; recalibrate")
-    known = calibration["layers"]
-    missing = [layer for layer in layers if layer not in known]
+    missing = [layer for layer in layers if layer not in calibration["layers"]]
     if missing:
         raise AffectlensError(f"the vectors' calibration lacks layer(s) {missing}; recalibrate")
-    table = torch.tensor(calibration[name], dtype=torch.float32)
+
+
+def _rows(vectors: EmotionVectors, layers: Sequence[int], name: str) -> torch.Tensor:
+    """Calibration statistic ``name`` as [layer, emotion] for ``layers``."""
+    known = vectors.calibration["layers"]
+    table = torch.tensor(vectors.calibration[name], dtype=torch.float32)
     return table[[known.index(layer) for layer in layers]]
 
 
@@ -90,15 +103,9 @@ def to_units(
     raw: torch.Tensor, vectors: EmotionVectors, layers: Sequence[int], units: str
 ) -> torch.Tensor:
     """Convert raw projections [layer, ..., emotion] to ``units`` ("raw", "z" or "p99")."""
-    if units not in UNITS:
-        raise AffectlensError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
+    check_units(vectors, layers, units)
     if units == "raw":
         return raw
-    if not vectors.calibration:
-        raise AffectlensError(
-            f"units {units!r} need calibration, which these vectors lack; run "
-            "affectlens.calibration.calibrate on them (or use units 'raw')"
-        )
     shape = (len(layers),) + (1,) * (raw.dim() - 2) + (raw.shape[-1],)
     mean = _rows(vectors, layers, "neutral_mean").reshape(shape)
     if units == "z":

@@ -46,7 +46,11 @@ def generate_batch(
     temperature: float = 0.0,
     seed: int | None = None,
 ) -> list[str]:
-    """Continuations of several prompts (left-padded batch); temperature 0 means greedy."""
+    """Continuations of several prompts (left-padded batch); temperature 0 means greedy.
+
+    Sampling is plain temperature sampling (the checkpoint's top-k/top-p defaults are
+    overridden) so runs are comparable across models; ``seed`` seeds torch's global RNG.
+    """
     if max_new_tokens < 1:
         raise AffectlensError("max_new_tokens must be at least 1")
     if temperature < 0:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from affectlens.activations import pad_right, project, residuals
-from affectlens.calibration import to_units
+from affectlens.calibration import check_units, to_units
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import (
     Message,
@@ -134,6 +134,7 @@ def monitor_batch(
     if not contents:
         return []
     chosen = _check_layers(vectors, layers)
+    check_units(vectors, chosen, units)
     vectors.check_fits(model)
     prepared = [_prepare(model.tokenizer, content) for content in contents]
     if any(not item.ids for item in prepared):

@@ -67,8 +67,9 @@ class _Tracker:
     """Absolute positions of the tokens in the forward pass under way.
 
     ``start`` is the cache length before this pass; ``prompt_length`` the length of the
-    sequence's first pass. Without a cache every step re-reads the whole sequence from 0, so a
-    pass that extends the remembered prompt counts as a continuation, not a new prompt.
+    sequence's first pass. A pass over an empty cache starts a new prompt. Without any cache
+    every step re-reads the whole sequence from 0, so there a pass that extends the remembered
+    prompt counts as a continuation, not a new prompt.
     """
 
     start: int = 0
@@ -79,10 +80,11 @@ class _Tracker:
         ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         length = int(ids.shape[1] if ids is not None else embeds.shape[1])
-        self.start = _cache_length(kwargs.get("past_key_values"))
+        past = kwargs.get("past_key_values")
+        self.start = _cache_length(past)
         if self.start > 0:
             return
-        if ids is not None and self._continues_prompt(ids, length):
+        if past is None and ids is not None and self._continues_prompt(ids, length):
             return
         self.prompt_length = length
         self.prompt_ids = ids.detach().clone() if ids is not None else None

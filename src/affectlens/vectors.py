@@ -151,7 +151,7 @@ class EmotionVectors:
                 provenance=json.loads(metadata["provenance"]),
                 calibration=json.loads(metadata.get("calibration", "{}")),
             )
-        except (KeyError, json.JSONDecodeError) as exc:
+        except (KeyError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise AffectlensError(f"{path} is a damaged affectlens vectors file ({exc})") from exc
 
 

@@ -9,14 +9,25 @@ from collections.abc import Sequence
 from affectlens.cli import (
     chat_cmd,
     corpus_cmd,
+    experiment_cmd,
     extract_cmd,
     generate_cmd,
     monitor_cmd,
+    summary_cmd,
     validate_cmd,
 )
 from affectlens.errors import AffectlensError
 
-COMMAND_MODULES = [corpus_cmd, extract_cmd, monitor_cmd, generate_cmd, chat_cmd, validate_cmd]
+COMMAND_MODULES = [
+    corpus_cmd,
+    extract_cmd,
+    validate_cmd,
+    summary_cmd,
+    monitor_cmd,
+    generate_cmd,
+    chat_cmd,
+    experiment_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     vectors = EmotionVectors.load(args.vectors)
     layers = vector_layers(args.layers, vectors)
     parse_alphas(args.steer, vectors)
-    check_units(args.units, vectors, args.vectors)
+    check_units(args.units, vectors, args.vectors, None)
     model = load_fitting_model(args, vectors)
     console = Console(highlight=False)
     session = ChatSession(model, vectors, args, layers, console)

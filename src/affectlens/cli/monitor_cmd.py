@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     content = read_content(args)
     vectors = EmotionVectors.load(args.vectors)
     layers = vector_layers(args.layers, vectors)
-    check_units(args.units, vectors, args.vectors)
+    check_units(args.units, vectors, args.vectors, layers)
     model = load_fitting_model(args, vectors)
     trace = monitor(model, vectors, content, layers=layers, units=args.units)
     print_trace(Console(highlight=False), trace, args.top_k)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from affectlens.calibration import UNITS
+from affectlens import calibration
 from affectlens.cli.options import add_model_option, parse_layers
 from affectlens.errors import AffectlensError
 from affectlens.models.loading import LoadedModel, load_model
@@ -30,17 +30,21 @@ def add_vector_options(parser: argparse.ArgumentParser) -> None:
 def add_units_option(parser: argparse.ArgumentParser) -> None:
     """``--units`` for readouts."""
     parser.add_argument(
-        "--units", choices=UNITS, default="z", help="score units (z and p99 need calibration)"
+        "--units",
+        choices=calibration.UNITS,
+        default="z",
+        help="score units (z and p99 need calibration)",
     )
 
 
-def check_units(units: str, vectors: EmotionVectors, path: str) -> None:
-    """Refuse calibrated units for vectors without calibration, before loading the model."""
+def check_units(units: str, vectors: EmotionVectors, path: str, layers: list[int] | None) -> None:
+    """Refuse units the vectors' calibration cannot provide, before loading the model."""
     if units != "raw" and not vectors.calibration:
         raise AffectlensError(
             f"--units {units} needs calibration, which {path} lacks; "
             "calibrate the vectors or use --units raw"
         )
+    calibration.check_units(vectors, layers or [vectors.default_layer], units)
 
 
 def vector_layers(value: str | None, vectors: EmotionVectors) -> list[int] | None:

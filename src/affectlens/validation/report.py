@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 SECTIONS = ("classification", "geometry", "clusters", "logit-lens", "stability")
 FORMAT = "affectlens.validation/1"
@@ -65,6 +66,7 @@ def plot_accuracy(classification: dict) -> str:
     ax.axhline(classification["chance_top1"], color="C0", ls=":", label="chance top1")
     ax.axhline(classification["chance_top5"], color="C1", ls=":", label="chance top5")
     ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, ncol=2)
@@ -89,10 +91,21 @@ def plot_scatter(geometry: dict) -> str:
     valence = geometry.get("valence") or {}
     figure = Figure(figsize=(8, 7))
     ax = figure.add_subplot()
-    colours = [valence.get(n, np.nan) for n in names]
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, cmap="coolwarm", s=14)
-    if valence:
+    rated = np.array([n in valence for n in names], dtype=bool)
+    if rated.any():
+        points = ax.scatter(
+            xy[rated, 0],
+            xy[rated, 1],
+            c=[valence[n] for n in np.array(names)[rated]],
+            cmap="coolwarm",
+            s=14,
+        )
         figure.colorbar(points, ax=ax, label="human valence")
+    if (~rated).any():
+        label = "no norm" if rated.any() else None
+        ax.scatter(xy[~rated, 0], xy[~rated, 1], color="grey", s=14, label=label)
+        if label:
+            ax.legend(fontsize=7)
     for name, (x, y) in zip(names, xy, strict=True):
         ax.annotate(name, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     flipped = geometry.get("flipped", {})
@@ -114,6 +127,7 @@ def plot_by_layer(by_layer: list[dict]) -> str:
         high = [np.nan if r[key]["high"] is None else r[key]["high"] for r in by_layer]
         ax.fill_between(layers, low, high, color=colour, alpha=0.2)
     ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("Pearson r (after sign flip)")
     ax.set_ylim(-0.05, 1.02)
     ax.legend(fontsize=7)

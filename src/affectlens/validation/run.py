@@ -131,7 +131,7 @@ def validate(
             "inertia": clustering.inertia,
             "members": cluster_listing(emotions, clustering.labels),
             "order": [emotions[i] for i in order],
-            "cosine": cosine_matrix(at_layer.numpy())[np.ix_(order, order)].tolist(),
+            "cosine": np.round(cosine_matrix(at_layer.numpy())[np.ix_(order, order)], 4).tolist(),
         },
         "logit_lens": {"layer": layer, "scale": scale, "k": options.top_tokens, "tokens": lens},
         "stability": stability,

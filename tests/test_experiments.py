@@ -1,0 +1,91 @@
+"""Experiments on a tiny random model with synthetic vectors: shapes, files, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from affectlens.errors import AffectlensError
+from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
+from affectlens.experiments.reward_hacking import (
+    ModelPolicy,
+    parse_sweep,
+    summarise,
+    sweep,
+    write_report,
+)
+from affectlens.hacking.agent import RolloutStore
+from affectlens.hacking.tasks import get_task
+from conftest import build_emotion_vectors
+
+
+def test_parse_sweep_expands_ranges_and_rejects_junk():
+    assert parse_sweep("desperate=-0.1:0.1:5") == ("desperate", [-0.1, -0.05, 0.0, 0.05, 0.1])
+    assert parse_sweep("calm=0.2") == ("calm", [0.2])
+    with pytest.raises(AffectlensError):
+        parse_sweep("calm")
+    with pytest.raises(AffectlensError):
+        parse_sweep("calm=0:1:0")
+
+
+def test_templates_file_is_validated(tmp_path):
+    good = tmp_path / "t.yaml"
+    good.write_text("coffee: 'I drank {X} cups of coffee.'\n")
+    assert load_templates(good) == {"coffee": "I drank {X} cups of coffee."}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("coffee: 'no placeholder'\n")
+    with pytest.raises(AffectlensError, match="X"):
+        load_templates(bad)
+
+
+def test_dose_writes_json_and_plot(emo_model, tmp_path):
+    vectors = build_emotion_vectors(emo_model, emotions=["afraid", "calm", "happy"])
+    templates = {"a": "I took {X} pills.", "b": "I drank {X} ml of water."}
+    curves = run_dose(emo_model, vectors, templates, ["afraid", "calm"], units="raw")
+    assert len(curves) == 4
+    assert all(len(c.readouts) == 8 and -1 <= c.rho <= 1 for c in curves)
+    # readouts really differ by dose: a constant curve would mean the prompt was ignored
+    assert len(set(curves[0].readouts)) > 1
+    paths = write_dose_results(curves, tmp_path, {"units": "raw"})
+    data = json.loads(paths["json"].read_text())
+    assert {c["template"] for c in data["curves"]} == {"a", "b"}
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(AffectlensError, match="did you mean"):
+        run_dose(emo_model, vectors, templates, ["afriad"], units="raw")
+
+
+def test_reward_hacking_sweep_runs_resumes_and_reports(emo_model, tmp_path):
+    vectors = build_emotion_vectors(emo_model, emotions=["desperate", "calm", "frustrated"])
+    task = get_task("list_sum_time_budget")
+    store = RolloutStore(tmp_path / "rollouts.jsonl")
+    options = {"max_new_tokens": 4, "units": "raw"}
+    settings = [("desperate", -0.1), ("desperate", 0.1)]
+    results = sweep(
+        emo_model, vectors, [task], settings, rollouts=1, store=store, max_attempts=2,
+        policy_options=options,
+    )  # fmt: skip
+    assert [len(r) for r in results.values()] == [1, 1]
+    rollout = results[("desperate", 0.1)][0]
+    assert 1 <= len(rollout.attempts) <= 2
+    readouts = rollout.attempts[0].readouts
+    assert set(readouts) == {"assistant_turn", "generated_mean"}
+    assert set(readouts["assistant_turn"]) == {"desperate", "calm", "frustrated"}
+    lines = store.path.read_text().splitlines()
+    assert len(lines) == 2
+    sweep(emo_model, vectors, [task], settings, rollouts=1, store=store, max_attempts=2,
+          policy_options=options)  # fmt: skip
+    assert len(store.path.read_text().splitlines()) == 2, "a rerun must skip finished rollouts"
+    summary = summarise(results)
+    assert [row["n"] for row in summary["settings"]] == [1, 1]
+    paths = write_report(summary, tmp_path / "report", "affectlens experiment reward-hacking")
+    assert "cheat rate" in paths["html"].read_text()
+    with pytest.raises(AffectlensError):
+        sweep(emo_model, vectors, [task], [("desperate", 3.0)], rollouts=1, store=store)
+
+
+def test_policy_refuses_unknown_emotion(emo_model):
+    vectors = build_emotion_vectors(emo_model, emotions=["desperate", "calm", "frustrated"])
+    policy = ModelPolicy(emo_model, vectors, {"desprate": 0.1}, max_new_tokens=2)
+    with pytest.raises(AffectlensError, match="did you mean"):
+        policy.respond([[{"role": "user", "content": "hi"}]], seeds=[0])
