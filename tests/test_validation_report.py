@@ -13,6 +13,7 @@ from affectlens.cli import main
 from affectlens.validation.logit_lens import lens_logits, logit_lens
 from affectlens.validation.report import SECTIONS
 from affectlens.validation.run import ValidationOptions, validate
+from affectlens.vectors import EmotionVectors
 from conftest import build_emotion_vectors, build_loaded
 
 EMOTIONS = ["calm", "desperate", "happy", "afraid", "angry"]
@@ -97,6 +98,8 @@ def test_cli_writes_report_with_every_section(tmp_path, artifact, capsys):
         assert 0 <= entry["top1"]["low"] <= entry["top1"]["value"] <= entry["top1"]["high"]
         assert entry["cluster"]["value"] >= entry["top1"]["value"]
     assert results["layer"] == cls["recommended_layer"]
+    recorded = EmotionVectors.load(artifact).provenance["recommended_layer"]
+    assert recorded == cls["recommended_layer"]
     assert results["geometry"]["matched"] == {e: e for e in EMOTIONS[:4]}
     assert results["geometry"]["unmatched"] == ["angry"]
     assert len(results["geometry"]["by_layer"]) == 3

@@ -42,6 +42,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="train stories per emotion read for split-half stability (default 20)",
     )
     parser.add_argument("--batch-size", type=int, help="default: the extraction's batch size")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="leave the vectors file untouched (default: record the recommended layer in it, "
+        "so monitoring and steering default to that layer)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_validate)
 
@@ -99,11 +105,15 @@ def _validate(args: argparse.Namespace) -> int:
     results = validate(vectors, model, stories, norms, options)
     command = command_line(args)
     out = write_report(results, args.out, command, extra={"vectors": str(args.vectors)})
+    recommended = results["classification"]["recommended_layer"]
+    if not args.no_record and vectors.provenance.get("recommended_layer") != recommended:
+        vectors.provenance["recommended_layer"] = recommended
+        vectors.save(args.vectors)
     top1 = results["classification"]["per_layer"]
     best = max(entry["top1"]["value"] for entry in top1)
     print(
         f"best held-out top-1 {best:.3f} at layer "
-        f"{results['classification']['recommended_layer']}; report: {out / 'index.html'}",
+        f"{recommended}; report: {out / 'index.html'}",
         file=sys.stderr,
     )
     return 0
