@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from affectlens.cli.vector_options import parse_sweep
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import (
     ModelPolicy,
-    parse_sweep,
     summarise,
     sweep,
     write_report,
@@ -20,13 +20,18 @@ from affectlens.hacking.tasks import get_task
 from conftest import build_emotion_vectors
 
 
-def test_parse_sweep_expands_ranges_and_rejects_junk():
-    assert parse_sweep("desperate=-0.1:0.1:5") == ("desperate", [-0.1, -0.05, 0.0, 0.05, 0.1])
-    assert parse_sweep("calm=0.2") == ("calm", [0.2])
-    with pytest.raises(AffectlensError):
-        parse_sweep("calm")
-    with pytest.raises(AffectlensError):
-        parse_sweep("calm=0:1:0")
+def test_parse_sweep_expands_ranges_and_rejects_junk(emo_model):
+    vectors = build_emotion_vectors(emo_model, emotions=["desperate", "calm"])
+    assert parse_sweep("desperate=-0.1:0.1:5", vectors) == (
+        "desperate",
+        [-0.1, -0.05, 0.0, 0.05, 0.1],
+    )
+    assert parse_sweep("calm=0.2", vectors) == ("calm", [0.2])
+    for junk in ("calm", "calm=0:1:0", "calm=0:1", "calm=x", "calm=-3:3:3"):
+        with pytest.raises(AffectlensError):
+            parse_sweep(junk, vectors)
+    with pytest.raises(AffectlensError, match="did you mean"):
+        parse_sweep("desprate=0.1", vectors)
 
 
 def test_templates_file_is_validated(tmp_path):
@@ -76,6 +81,12 @@ def test_reward_hacking_sweep_runs_resumes_and_reports(emo_model, tmp_path):
     sweep(emo_model, vectors, [task], settings, rollouts=1, store=store, max_attempts=2,
           policy_options=options)  # fmt: skip
     assert len(store.path.read_text().splitlines()) == 2, "a rerun must skip finished rollouts"
+    # alpha 0 is one unsteered condition, run once whichever emotion sweeps through it
+    unsteered = [("desperate", 0.0), ("calm", 0.0)]
+    shared = sweep(emo_model, vectors, [task], unsteered, rollouts=1, store=store, max_attempts=2,
+                   policy_options=options)  # fmt: skip
+    assert len(store.path.read_text().splitlines()) == 3
+    assert shared[("desperate", 0.0)][0].steer == shared[("calm", 0.0)][0].steer == "none"
     summary = summarise(results)
     assert [row["n"] for row in summary["settings"]] == [1, 1]
     paths = write_report(summary, tmp_path / "report", "affectlens experiment reward-hacking")

@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from affectlens.cli.options import parse_layers
+from affectlens.cli.vector_options import parse_sweep, vector_layers
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
-from affectlens.experiments.reward_hacking import parse_sweep, summarise, sweep, write_report
+from affectlens.experiments.reward_hacking import summarise, sweep, write_report
 from affectlens.hacking.agent import RolloutStore
 from affectlens.hacking.tasks import get_task, load_tasks
 from affectlens.models.loading import load_model
@@ -35,7 +35,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     hack = experiments.add_parser("reward-hacking", help="impossible coding tasks and steering")
     _common(hack)
-    hack.add_argument("--steer", action="append", default=[], help="EMOTION=LOW:HIGH:N")
+    hack.add_argument(
+        "--steer",
+        action="append",
+        default=[],
+        help="EMOTION=LOW:HIGH:N or EMOTION=ALPHA (repeatable; default: unsteered)",
+    )
     hack.add_argument("--tasks", help="comma-separated task ids (default: all impossible)")
     hack.add_argument("--rollouts", type=int, default=4, help="seeded rollouts per task and α")
     hack.add_argument("--max-attempts", type=int, default=6)
@@ -52,22 +57,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--units", default="z", choices=["raw", "z", "p99"])
 
 
-def _load(args: argparse.Namespace):
-    vectors = EmotionVectors.load(args.vectors)
+def _load(args: argparse.Namespace, vectors: EmotionVectors):
     model = load_model(args.model or vectors.provenance["model"]["id"])
     vectors.check_fits(model)
-    return model, vectors
+    return model
 
 
 def _dose(args: argparse.Namespace) -> int:
     templates = load_templates(args.templates)
     emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
-    model, vectors = _load(args)
+    vectors = EmotionVectors.load(args.vectors)
+    for emotion in emotions:
+        vectors.emotion_index(emotion)
     try:
         values = tuple(float(v) for v in args.values.split(",")) if args.values else None
     except ValueError:
         raise AffectlensError(f"bad --values {args.values!r}") from None
-    layers = parse_layers(args.layers)
+    if values is not None and (len(values) < 3 or min(values) <= 0):
+        raise AffectlensError("--values needs at least three positive numbers (X is logged)")
+    layers = vector_layers(args.layers, vectors)
+    model = _load(args, vectors)
     kwargs = {"values": values} if values else {}
     curves = run_dose(
         model, vectors, templates, emotions, layers=layers, units=args.units, **kwargs
@@ -94,20 +103,24 @@ def _task(task_id: str):
 
 
 def _reward_hacking(args: argparse.Namespace) -> int:
-    sweeps = [parse_sweep(spec) for spec in args.steer or ["desperate=0"]]
+    if args.rollouts < 1 or args.max_attempts < 1 or args.max_new_tokens < 1:
+        raise AffectlensError("--rollouts, --max-attempts and --max-new-tokens must be positive")
+    vectors = EmotionVectors.load(args.vectors)
+    sweeps = [parse_sweep(spec, vectors) for spec in args.steer or ["desperate=0"]]
     settings = [(emotion, alpha) for emotion, alphas in sweeps for alpha in alphas]
     tasks = (
         [_task(t.strip()) for t in args.tasks.split(",")]
         if args.tasks
         else load_tasks(solvable=False)
     )
-    model, vectors = _load(args)
+    layers = vector_layers(args.layers, vectors)
+    model = _load(args, vectors)
     store = RolloutStore(args.out / "rollouts.jsonl")
     results = sweep(
         model, vectors, tasks, settings,
         rollouts=args.rollouts, store=store, max_attempts=args.max_attempts,
         batch_size=args.batch_size,
-        policy_options={"layers": parse_layers(args.layers), "max_new_tokens": args.max_new_tokens,
+        policy_options={"layers": layers, "max_new_tokens": args.max_new_tokens,
                         "units": args.units},
     )  # fmt: skip
     summary = summarise(results)

@@ -86,23 +86,28 @@ def parse_alphas(values: Sequence[str] | None, vectors: EmotionVectors) -> dict[
 
 
 def parse_sweep(value: str, vectors: EmotionVectors) -> tuple[str, list[float]]:
-    """``emotion=start:stop:count`` as the emotion and ``count`` evenly spaced alphas."""
+    """``emotion=start:stop:count`` as the emotion and ``count`` evenly spaced alphas.
+
+    A single ``emotion=alpha`` is a sweep of one value.
+    """
     emotion, sep, spec = value.partition("=")
     parts = spec.split(":")
-    if not sep or len(parts) != 3:
-        raise AffectlensError(f"--sweep {value!r} is not like 'calm=-0.5:0.5:5'")
+    if not sep or len(parts) not in (1, 3):
+        raise AffectlensError(f"sweep {value!r} is not like 'calm=-0.5:0.5:5' or 'calm=0.1'")
     emotion = emotion.strip()
     vectors.emotion_index(emotion)
+    if len(parts) == 1:
+        return emotion, [_alpha(parts[0].strip(), emotion)]
     start, stop = (_alpha(part.strip(), emotion) for part in parts[:2])
     try:
         count = int(parts[2])
     except ValueError:
-        raise AffectlensError(f"--sweep count {parts[2]!r} is not a whole number") from None
+        raise AffectlensError(f"sweep count {parts[2]!r} is not a whole number") from None
     if count < 1:
-        raise AffectlensError("--sweep count must be at least 1")
+        raise AffectlensError("sweep count must be at least 1")
     if count == 1:
         return emotion, [start]
-    return emotion, [start + (stop - start) * i / (count - 1) for i in range(count)]
+    return emotion, [round(start + (stop - start) * i / (count - 1), 6) for i in range(count)]
 
 
 def load_fitting_model(args: argparse.Namespace, vectors: EmotionVectors) -> LoadedModel:

@@ -14,8 +14,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from affectlens.errors import AffectlensError
 from affectlens.experiments.plotting import plt, save_figure, write_text_atomic
 from affectlens.generation import generate_batch
@@ -84,20 +82,9 @@ class ModelPolicy:
         return replies
 
 
-def parse_sweep(spec: str) -> tuple[str, list[float]]:
-    """``desperate=-0.1:0.1:5`` -> ("desperate", [-0.1, -0.05, 0, 0.05, 0.1]); ``calm=0.1`` too."""
-    try:
-        emotion, values = spec.split("=", 1)
-        parts = [float(p) for p in values.split(":")]
-    except ValueError:
-        raise AffectlensError(
-            f"bad --steer {spec!r}: use EMOTION=LOW:HIGH:N or EMOTION=A"
-        ) from None
-    if len(parts) == 1:
-        return emotion.strip(), parts
-    if len(parts) != 3 or parts[2] < 1 or parts[2] != int(parts[2]):
-        raise AffectlensError(f"bad --steer {spec!r}: use EMOTION=LOW:HIGH:N")
-    return emotion.strip(), [round(v, 6) for v in np.linspace(parts[0], parts[1], int(parts[2]))]
+def steer_label(emotion: str, alpha: float) -> str:
+    """The store key of a steering setting: ``desperate+0.1``, or ``none`` when alpha is 0."""
+    return "none" if alpha == 0 else f"{emotion}{alpha:+g}"
 
 
 def sweep(
@@ -112,7 +99,11 @@ def sweep(
     batch_size: int = 8,
     policy_options: dict | None = None,
 ) -> dict[tuple[str, float], list[Rollout]]:
-    """Run ``rollouts`` seeded rollouts per task for each (emotion, alpha); resumable."""
+    """Run ``rollouts`` seeded rollouts per task for each (emotion, alpha); resumable.
+
+    Every alpha of 0 is the same unsteered condition, so it is run once (label ``none``) and
+    shared by all the emotions swept through 0.
+    """
     for emotion, alpha in settings:
         vectors.emotion_index(emotion)
         if abs(alpha) > 1:
@@ -125,7 +116,7 @@ def sweep(
         for start in range(0, len(jobs), batch_size):
             done += run_rollouts(
                 policy, jobs[start : start + batch_size], max_attempts,
-                steer=f"{emotion}{alpha:+g}", store=store,
+                steer=steer_label(emotion, alpha), store=store,
             )  # fmt: skip
         results[(emotion, alpha)] = done
     return results
