@@ -3,6 +3,7 @@
 import hashlib
 import importlib
 import itertools
+import re
 
 import pytest
 
@@ -76,10 +77,21 @@ def test_wrong_hash_does_not_clobber_previous_good_file(fake_chunks, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["fake.gguf"]
 
 
-def test_empty_pinned_hash_skips_the_check(fake_chunks, tmp_path):
+def test_empty_pinned_hash_skips_the_check_with_a_warning(fake_chunks, tmp_path, capsys):
     modules, contents = fake_chunks
     target = assemble(_pack(modules, ""), tmp_path)
     assert target.read_bytes() == b"".join(contents)
+    warning = capsys.readouterr().err.strip()
+    digest = hashlib.sha256(b"".join(contents)).hexdigest()
+    assert warning == (
+        f"warning: pack 'fake' has no pinned SHA-256, so it is used unverified (got {digest})"
+    )
+
+
+def test_pinned_pack_assembles_silently(fake_chunks, tmp_path, capsys):
+    modules, contents = fake_chunks
+    assemble(_pack(modules, hashlib.sha256(b"".join(contents)).hexdigest()), tmp_path)
+    assert capsys.readouterr().err == ""
 
 
 def test_missing_chunk_package_raises(fake_chunks, tmp_path):
@@ -131,4 +143,8 @@ def test_registered_packs_are_well_formed():
         assert pack.name == name
         assert pack.chunk_modules
         assert pack.gguf_name.endswith(".gguf")
-        assert pack.sha256 == "" or len(pack.sha256) == 64
+        # every shipped pack is pinned: an unpinned one would only be used with a warning
+        assert re.fullmatch(r"[0-9a-f]{64}", pack.sha256), name
+    assert PACKS["qwen2.5-coder-1.5b-instruct"].sha256 == (
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    )

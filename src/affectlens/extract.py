@@ -63,6 +63,8 @@ def resolve_layers(model: LoadedModel, layers: tuple[int, ...] | list[int] | Non
     """The layers to use: all by default; out-of-range layers are refused."""
     if layers is None:
         return list(range(model.num_layers))
+    if not layers:
+        raise AffectlensError("no layers chosen")
     bad = [layer for layer in layers if not 0 <= layer < model.num_layers]
     if bad:
         raise AffectlensError(

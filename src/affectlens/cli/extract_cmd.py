@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from affectlens.extract import (
     extract_vectors,
     neutral_texts,
     resolve_layers,
+    select_training_stories,
 )
 from affectlens.models.loading import load_model, pack_is_cached
 from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root
@@ -71,12 +73,31 @@ def _dtype(name: str | None) -> torch.dtype | None:
     return getattr(torch, name) if name else None
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    for flag, value, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--max-stories", args.max_stories, 1),
+        ("--checkpoint-every", args.checkpoint_every, 1),
+        ("--start-token", args.start_token, 0),
+    ):
+        if value is not None and value < low:
+            raise AffectlensError(f"{flag} must be at least {low}")
+    if not 0 < args.neutral_variance <= 1:
+        raise AffectlensError("--neutral-variance must be in (0, 1]")
+
+
 def _extract(args: argparse.Namespace) -> int:
     if args.out.suffix != ".safetensors":
         raise AffectlensError("--out must end in .safetensors")
+    _check_numbers(args)
+    wanted_layers = parse_layers(args.layers)
+    if wanted_layers is not None and not wanted_layers:
+        raise AffectlensError("--layers names no layer")
     stories = load_stories(args.corpus)
     if args.emotions:
-        wanted = {e.strip() for e in args.emotions.split(",")}
+        wanted = {e.strip() for e in args.emotions.split(",") if e.strip()}
+        if not wanted:
+            raise AffectlensError("--emotions names no emotion")
         missing = wanted - {s.emotion for s in stories}
         if missing:
             raise AffectlensError(f"no stories for: {', '.join(sorted(missing))}")
@@ -84,16 +105,18 @@ def _extract(args: argparse.Namespace) -> int:
     if not stories:
         raise AffectlensError("the corpus is empty")
     neutral = load_neutral(args.neutral)
-    model = load_model(args.model, device=args.device, dtype=_dtype(args.dtype))
-    layers = resolve_layers(model, parse_layers(args.layers))
+    if not neutral:
+        raise AffectlensError("the neutral corpus is empty")
     settings = ExtractionSettings(
-        layers=tuple(layers),
         batch_size=args.batch_size,
         max_stories_per_emotion=args.max_stories,
         start_token=args.start_token,
         neutral_variance=args.neutral_variance,
         checkpoint_every=args.checkpoint_every,
     )
+    select_training_stories(stories, settings)  # a thin or test-only corpus fails before loading
+    model = load_model(args.model, device=args.device, dtype=_dtype(args.dtype))
+    settings = replace(settings, layers=tuple(resolve_layers(model, wanted_layers)))
     checkpoint = args.out.with_name(args.out.name + ".ckpt")
     vectors = extract_vectors(
         model, stories, neutral, settings, checkpoint=checkpoint, resume=args.resume
@@ -137,7 +160,11 @@ def _models(_: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     vectors = EmotionVectors.load(args.vectors)
-    layers = parse_layers(args.layers) or vectors.layers
-    path = export_control_vector(vectors, args.emotion, args.alpha, layers, args.out)
+    layers = parse_layers(args.layers)
+    if layers is not None and not layers:
+        raise AffectlensError("--layers names no layer")
+    path = export_control_vector(
+        vectors, args.emotion, args.alpha, vectors.layers if layers is None else layers, args.out
+    )
     print(f"wrote {path}")
     return 0

@@ -112,8 +112,7 @@ def _validate(args: argparse.Namespace) -> int:
     top1 = results["classification"]["per_layer"]
     best = max(entry["top1"]["value"] for entry in top1)
     print(
-        f"best held-out top-1 {best:.3f} at layer "
-        f"{recommended}; report: {out / 'index.html'}",
+        f"best held-out top-1 {best:.3f} at layer {recommended}; report: {out / 'index.html'}",
         file=sys.stderr,
     )
     return 0

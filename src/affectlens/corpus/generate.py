@@ -15,14 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from affectlens.corpus.concepts import Concept
 from affectlens.corpus.stories import Split, Story, load_stories
@@ -36,6 +33,7 @@ from affectlens.corpus.validate import (
 )
 from affectlens.errors import AffectlensError
 from affectlens.models.loading import LoadedModel
+from affectlens.progress import count_progress
 
 Messages = list[dict]
 
@@ -332,16 +330,13 @@ def generate_stories(
         reports.append(report)
         plan.append((concept, own, report))
     total = sum(report.missing for report in reports)
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=_stderr_console(),
-        disable=not progress,
-    )
+    bar = count_progress(disable=not progress, unit="stories")
     with bar, out.open("a", encoding="utf-8") as sink:
+        if _lacks_final_newline(out):
+            # A hand-written file may end without a newline: appending straight after its
+            # last record would merge two records into one line and corrupt the file.
+            sink.write("\n")
+            sink.flush()
         task = bar.add_task("stories", total=total, status="")
         for concept, own, report in plan:
             judge = _Judge(concept, own)
@@ -391,10 +386,13 @@ def generate_stories(
     return reports
 
 
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(file=sys.stderr)
+def _lacks_final_newline(path: Path) -> bool:
+    """Whether ``path`` is non-empty and its last byte is not a newline."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) != b"\n"
 
 
 def summary_lines(reports: Sequence[EmotionReport]) -> list[str]:

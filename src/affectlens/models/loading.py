@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,11 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _convert_gguf(gguf_path: Path, target: Path, source_sha256: str) -> None:
     """Dequantize a GGUF file with transformers and save it as a safetensors folder.
 
@@ -128,10 +134,15 @@ def _convert_gguf(gguf_path: Path, target: Path, source_sha256: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _log(f"converting {gguf_path.name} to safetensors (once; takes about a minute)…")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+        )
+    except (OSError, ValueError, KeyError, IndexError, EOFError, struct.error) as exc:
+        raise AffectlensError(
+            f"cannot read {gguf_path} as a GGUF model ({_first_line(exc)})"
+        ) from exc
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -169,8 +180,10 @@ def resolve_pack(name: str) -> Path:
     _log(f"assembling offline pack {name} and checking its SHA-256…")
     gguf_path = assemble(pack, gguf_dir)
     target = cache_root() / "models" / name
-    _convert_gguf(gguf_path, target, key)
-    gguf_path.unlink()
+    try:
+        _convert_gguf(gguf_path, target, key)
+    finally:
+        gguf_path.unlink(missing_ok=True)
     return target
 
 
@@ -211,6 +224,11 @@ def load_model(
             raise AffectlensError(f"GGUF file not found: {path}")
         source = resolve_gguf(path)
     elif path.is_dir():
+        if not (path / "config.json").is_file():
+            raise AffectlensError(
+                f"{path} is a folder without config.json, not a saved model "
+                "(write one with save_pretrained)"
+            )
         source = path
     else:
         source = spec
@@ -218,7 +236,7 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
         packs = ", ".join(PACKS)
         raise AffectlensError(
             f"cannot load model {spec!r} (not an offline pack [{packs}], a local folder, "

