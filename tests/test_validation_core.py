@@ -322,3 +322,19 @@ def test_split_half_projects_out_neutral_components():
 def test_split_half_needs_two_emotions():
     with pytest.raises(AffectlensError, match="two train stories"):
         split_half_cosines(torch.zeros(3, 4), [0, 0, 1])
+
+
+def test_component_alignment_finds_valence_behind_a_nuisance_axis():
+    """A bigger nuisance direction takes PC1; the table says valence is on PC2."""
+    names, vectors, norms = _affect_space(False)
+    rng = np.random.default_rng(3)
+    span = np.linalg.qr(vectors.T)[0][:, :2]  # the planted valence/arousal plane
+    direction = rng.normal(size=32)
+    direction -= span @ (span.T @ direction)
+    direction /= np.linalg.norm(direction)
+    nuisance = 40 * rng.normal(size=(len(names), 1)) * direction
+    result = affect_alignment(names, vectors + nuisance, norms, n_boot=50)
+    assert abs(result["correlations"]["pc1_valence"]["pearson"]["r"]) < 0.6
+    components = result["components"]
+    assert components["best_pc"]["valence"] == 2
+    assert components["abs_pearson"][1]["valence"] > 0.95

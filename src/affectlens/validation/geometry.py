@@ -196,10 +196,33 @@ def affect_alignment(
                     "pearson": pearson_fisher(x, target),
                     "spearman": spearman_boot(x, target, n_boot=n_boot),
                 }
+        result["components"] = component_alignment(decomposition.scores[rows], valence, arousal)
         result["valence"] = {emotions[i]: float(v) for i, v in zip(rows, valence, strict=True)}
         result["arousal"] = {emotions[i]: float(a) for i, a in zip(rows, arousal, strict=True)}
     result["scores"] = {e: scores[i, :2].tolist() for i, e in enumerate(emotions)}
     return result
+
+
+def component_alignment(scores: np.ndarray, valence: np.ndarray, arousal: np.ndarray) -> dict:
+    """|Pearson r| of each of the top PCs with valence and arousal, and the best PC for each.
+
+    When the corpus is small, nuisance factors (topic, style) can outrank valence in variance;
+    this says which component carries it instead of only reporting that PC1 does not.
+    """
+    table = []
+    for column in range(scores.shape[1]):
+        table.append(
+            {
+                "pc": column + 1,
+                "valence": abs(pearson_fisher(scores[:, column], valence)["r"]),
+                "arousal": abs(pearson_fisher(scores[:, column], arousal)["r"]),
+            }
+        )
+    best = {
+        key: max(table, key=lambda row: -1.0 if math.isnan(row[key]) else row[key])["pc"]
+        for key in ("valence", "arousal")
+    }
+    return {"abs_pearson": table, "best_pc": best}
 
 
 def valence_by_layer(

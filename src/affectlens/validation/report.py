@@ -312,6 +312,19 @@ def _sections(results: dict, figures: list[dict]) -> dict[str, str]:
         text += _table(
             ["pair", "Pearson r [Fisher 95%]", "Spearman rho [bootstrap 95%]", "n"], corr_rows
         )
+        if g.get("components"):
+            best = g["components"]["best_pc"]
+            text += (
+                f"<p>Which component carries the ratings: valence is best matched by PC"
+                f"{best['valence']}, arousal by PC{best['arousal']}.</p>"
+            )
+            text += _table(
+                ["PC", "|r| with valence", "|r| with arousal"],
+                [
+                    [str(row["pc"]), _fmt(row["valence"]), _fmt(row["arousal"])]
+                    for row in g["components"]["abs_pearson"]
+                ],
+            )
         if g.get("unmatched"):
             text += f"<p>No norm for: {html.escape(', '.join(g['unmatched']))}</p>"
     else:
