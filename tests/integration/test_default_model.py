@@ -12,7 +12,7 @@ from affectlens.validation.classification import (
 )
 from affectlens.vectors import EmotionVectors
 
-# The best layer of the full 171-emotion extraction on the default model (see the README).
+# The best layer of the full 171-emotion, 24-layer extraction on the default model (README).
 BEST_LAYER = 10
 
 
@@ -45,6 +45,8 @@ def test_all_171_emotions_classify_held_out_stories_at_the_best_layer(default_mo
     result = held_out_accuracy(default_model, vectors, stories)
     entry = result.at(BEST_LAYER)
     assert entry.top1.n == 171 * 3
-    # Measured (README): top-1 TOP1_MEASURED, top-5 TOP5_MEASURED; chance 0.006 and 0.029.
-    assert entry.top1.value >= 0.25, f"top-1 {entry.top1.value:.3f}"
-    assert entry.top5.value >= 0.50, f"top-5 {entry.top5.value:.3f}"
+    # Measured at layer 10 with these settings: top-1 0.495 (Wilson 95% 0.45-0.54), top-5
+    # 0.760, against chance 0.006 and 0.029. The floors sit well under the interval's low end
+    # and still 60x and 20x above chance.
+    assert entry.top1.value >= 0.35, f"top-1 {entry.top1.value:.3f}"
+    assert entry.top5.value >= 0.60, f"top-5 {entry.top5.value:.3f}"
