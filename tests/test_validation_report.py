@@ -106,6 +106,7 @@ def test_cli_writes_report_with_every_section(tmp_path, artifact, capsys):
     assert sum(len(group) for group in results["clusters"]["members"]) == 5
     assert len(results["clusters"]["members"]) == 3
     assert len(results["logit_lens"]["tokens"]) == 5
+    assert results["logit_lens"]["layer"] == max(EmotionVectors.load(artifact).layers)
     assert results["stability"]["n_emotions"] == 5
     assert not list(tmp_path.glob(".report.*"))  # staging folder renamed away
 

@@ -32,6 +32,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("validation"), help="report folder")
     parser.add_argument("--layer", type=int, help="layer for geometry etc. (default: best top-1)")
+    parser.add_argument(
+        "--lens-layer", type=int, help="layer for the logit lens (default: nearest 90%% depth)"
+    )
     parser.add_argument("--clusters", type=int, default=10, help="k of k-means (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed for k-means and the split")
     parser.add_argument("--top-tokens", type=int, default=10, help="logit-lens tokens per side")
@@ -61,6 +64,7 @@ def command_line(args: argparse.Namespace) -> str:
         ("--norms", args.norms),
         ("--out", args.out),
         ("--layer", args.layer),
+        ("--lens-layer", args.lens_layer),
         ("--clusters", args.clusters),
         ("--seed", args.seed),
         ("--top-tokens", args.top_tokens),
@@ -82,8 +86,9 @@ def _validate(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise AffectlensError("--batch-size must be at least 1")
     vectors = EmotionVectors.load(args.vectors)
-    if args.layer is not None:
-        vectors.layer_index(args.layer)
+    for chosen in (args.layer, args.lens_layer):
+        if chosen is not None:
+            vectors.layer_index(chosen)
     norms = load_norms(args.norms) if args.norms is not None else None
     if norms is not None:
         match_norms(vectors.emotions, norms)
@@ -95,6 +100,7 @@ def _validate(args: argparse.Namespace) -> int:
     vectors.check_fits(model)
     options = ValidationOptions(
         layer=args.layer,
+        lens_layer=args.lens_layer,
         clusters=args.clusters,
         seed=args.seed,
         top_tokens=args.top_tokens,

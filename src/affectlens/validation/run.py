@@ -29,12 +29,19 @@ class ValidationOptions:
     """Knobs of ``affectlens validate``."""
 
     layer: int | None = None
+    lens_layer: int | None = None
     clusters: int = 10
     seed: int = 0
     top_tokens: int = 10
     stability_stories: int | None = 20
     batch_size: int | None = None
     show_progress: bool = False
+
+
+def late_layer(vectors: EmotionVectors) -> int:
+    """The artifact's layer nearest 90% depth: the logit lens reads best close to the output."""
+    num_layers = vectors.provenance.get("model", {}).get("num_layers", max(vectors.layers) + 1)
+    return min(vectors.layers, key=lambda layer: abs(layer - 0.9 * (num_layers - 1)))
 
 
 def train_sample(stories: list[Story], emotions: list[str], cap: int | None) -> list[Story]:
@@ -60,8 +67,9 @@ def validate(
 ) -> dict:
     """Classification, geometry, clusters, logit lens and stability, as one dict."""
     options = options or ValidationOptions()
-    if options.layer is not None:
-        vectors.layer_index(options.layer)
+    for chosen in (options.layer, options.lens_layer):
+        if chosen is not None:
+            vectors.layer_index(chosen)
     emotions = vectors.emotions
     held = held_out_stories(stories, emotions)
     settings = settings_from(vectors, options.batch_size)
@@ -73,7 +81,6 @@ def validate(
         activations, held.labels, vectors.vectors, centre, vectors.layers, ignored=held.ignored
     )
     layer = options.layer if options.layer is not None else classification.recommended_layer
-    column = vectors.layer_index(layer)
     at_layer = vectors.at_layer(layer).float()
 
     k = min(options.clusters, len(emotions))
@@ -88,8 +95,11 @@ def validate(
             emotions, vectors.vectors.float().numpy(), vectors.layers, norms
         )
 
-    scale = float(vectors.residual_norms[column]) if vectors.residual_norms.numel() else 1.0
-    lens = logit_lens(model, at_layer, emotions, scale=scale, k=options.top_tokens)
+    lens_layer = options.lens_layer if options.lens_layer is not None else late_layer(vectors)
+    lens_column = vectors.layer_index(lens_layer)
+    scale = float(vectors.residual_norms[lens_column]) if vectors.residual_norms.numel() else 1.0
+    lens_vectors = vectors.at_layer(lens_layer).float()
+    lens = logit_lens(model, lens_vectors, emotions, scale=scale, k=options.top_tokens)
 
     stability: dict
     sample = train_sample(stories, emotions, options.stability_stories)
@@ -133,7 +143,12 @@ def validate(
             "order": [emotions[i] for i in order],
             "cosine": np.round(cosine_matrix(at_layer.numpy())[np.ix_(order, order)], 4).tolist(),
         },
-        "logit_lens": {"layer": layer, "scale": scale, "k": options.top_tokens, "tokens": lens},
+        "logit_lens": {
+            "layer": lens_layer,
+            "scale": scale,
+            "k": options.top_tokens,
+            "tokens": lens,
+        },
         "stability": stability,
     }
 
