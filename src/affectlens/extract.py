@@ -227,6 +227,7 @@ def calibration_sample(stories: list[Story], per_emotion: int = 2) -> list[Story
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
     os.replace(partial, path)
