@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 from affectlens.cli import main
 
@@ -65,4 +66,6 @@ def test_monitor_html_has_a_span_per_token(small_vectors_path, tmp_path, capsys)
     html = page.read_text()
     indices = [int(i) for i in re.findall(r'data-index="(\d+)"', html)]
     assert len(indices) > 20 and indices == list(range(len(indices)))  # one span per token
-    assert "Tylenol" in html and "<script" in html and "://" not in html  # self-contained
+    text = unescape("".join(re.findall(r'data-top="[^"]*">([^<]*)</span>', html)))
+    assert "I just took 16000 mg of Tylenol" in text and "poison control" in text
+    assert "<script" in html and "://" not in html  # self-contained: no external resources
