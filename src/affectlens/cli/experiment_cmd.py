@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from affectlens.cli.vector_options import parse_sweep, vector_layers
+from affectlens.cli.vector_options import add_units_option, parse_sweep, vector_layers
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import summarise, sweep, write_report
@@ -54,7 +54,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vectors", type=Path, required=True)
     parser.add_argument("--model", help="default: the model recorded in the vectors file")
     parser.add_argument("--layers", help="readout/steering layers (default: the artifact's)")
-    parser.add_argument("--units", default="z", choices=["raw", "z", "p99"])
+    add_units_option(parser)
 
 
 def _load(args: argparse.Namespace, vectors: EmotionVectors):
