@@ -78,3 +78,12 @@ def test_missing_or_stale_calibration_is_explained(emo_model, emo_vectors):
         monitor(emo_model, emo_vectors, "hi", layers=[2], units="z")
     with pytest.raises(AffectlensError, match="at least one"):
         calibrate(emo_model, emo_vectors, [], STORIES)
+
+
+def test_progress_counts_every_text(emo_model, emo_vectors, capsys):
+    calibrate(emo_model, emo_vectors, NEUTRAL, STORIES, show_progress=True)
+    lines = capsys.readouterr().err.strip().splitlines()
+    total = len(NEUTRAL) + len(STORIES)
+    assert lines[-1].startswith(f"calibration: 100% ({total}/{total} texts")
+    calibrate(emo_model, emo_vectors, NEUTRAL, STORIES)
+    assert capsys.readouterr().err == ""

@@ -8,7 +8,7 @@ percentile over emotional stories (for the "p99" scale, where neutral mean = 0 a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -16,6 +16,7 @@ from affectlens.activations import pad_right, project, residuals
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import encode
 from affectlens.models.loading import LoadedModel
+from affectlens.progress import count_progress
 from affectlens.vectors import EmotionVectors
 
 UNITS = ("raw", "z", "p99")
@@ -24,11 +25,15 @@ _EPS = 1e-6
 
 
 def _token_projections(
-    model: LoadedModel, vectors: EmotionVectors, texts: Sequence[str]
+    model: LoadedModel,
+    vectors: EmotionVectors,
+    texts: Sequence[str],
+    advance: Callable[[int], None],
 ) -> torch.Tensor:
     """Raw projections [layer, token, emotion] of every real token of ``texts``.
 
     Padding and a leading BOS (an attention sink with an outsized norm) are left out.
+    ``advance`` is told how many texts each batch finished.
     """
     bos = getattr(model.tokenizer, "bos_token_id", None)
     chunks = []
@@ -40,6 +45,7 @@ def _token_projections(
             keep[:, 0] &= ids[:, 0] != bos
         hidden = residuals(model, ids, mask, vectors.layers)
         chunks.append(project(vectors, hidden, vectors.layers)[:, keep])
+        advance(len(rows))
     return torch.cat(chunks, dim=1)
 
 
@@ -48,13 +54,24 @@ def calibrate(
     vectors: EmotionVectors,
     neutral_texts: Sequence[str],
     story_texts: Sequence[str],
+    show_progress: bool = False,
 ) -> dict:
-    """Compute calibration for ``vectors`` on ``model``, store it on ``vectors`` and return it."""
+    """Compute calibration for ``vectors`` on ``model``, store it on ``vectors`` and return it.
+
+    ``show_progress`` reports texts done on stderr: on the full corpus this takes minutes.
+    """
     if not neutral_texts or not story_texts:
         raise AffectlensError("calibration needs at least one neutral text and one story")
     vectors.check_fits(model)
-    neutral = _token_projections(model, vectors, neutral_texts)
-    stories = _token_projections(model, vectors, story_texts)
+    with count_progress(disable=not show_progress, unit="texts") as progress:
+        total = len(neutral_texts) + len(story_texts)
+        task = progress.add_task("calibration", total=total, status="")
+
+        def advance(done: int) -> None:
+            progress.advance(task, done)
+
+        neutral = _token_projections(model, vectors, neutral_texts, advance)
+        stories = _token_projections(model, vectors, story_texts, advance)
     if neutral.shape[1] < 2 or stories.shape[1] < 1:
         raise AffectlensError("calibration texts are too short (need at least two neutral tokens)")
     calibration = {

@@ -123,7 +123,7 @@ def _extract(args: argparse.Namespace) -> int:
     )
     if not args.no_calibrate:
         sample = [s.text for s in calibration_sample(stories)]
-        calibrate(model, vectors, neutral_texts(model, neutral), sample)
+        calibrate(model, vectors, neutral_texts(model, neutral), sample, show_progress=True)
     vectors.save(args.out)
     print(
         f"wrote {args.out}: {len(vectors.emotions)} emotions x {len(vectors.layers)} layers "
@@ -138,7 +138,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     model = load_model(args.model or vectors.provenance["model"]["id"])
     stories = [s for s in load_stories(args.corpus) if s.emotion in vectors.emotions]
     sample = [s.text for s in calibration_sample(stories)]
-    calibrate(model, vectors, neutral_texts(model, load_neutral(args.neutral)), sample)
+    calibrate(
+        model,
+        vectors,
+        neutral_texts(model, load_neutral(args.neutral)),
+        sample,
+        show_progress=True,
+    )
     vectors.save(args.vectors)
     print(f"calibrated {args.vectors} on {len(sample)} stories")
     return 0
