@@ -60,7 +60,8 @@ def _fenced_blocks(answer: str) -> list[_Block]:
     return blocks
 
 
-def _parses(code: str) -> bool:
+def parses(code: str) -> bool:
+    """Whether ``code`` is syntactically valid Python."""
     try:
         ast.parse(code)
     except (SyntaxError, ValueError):
@@ -93,13 +94,13 @@ def _choose(blocks: list[_Block], function_name: str | None) -> str:
             chosen = [t for t in texts if test(t)]
             if chosen:
                 return chosen[-1]
-    parsing = [t for t in texts if _parses(t)]
+    parsing = [t for t in texts if parses(t)]
     return (parsing or texts)[-1]
 
 
 def _raw_code(answer: str) -> str:
     """Code in an answer without fences: the whole answer, or the longest parsable stretch."""
-    if _parses(answer) and any(CODE_START.match(line) for line in answer.split("\n")):
+    if parses(answer) and any(CODE_START.match(line) for line in answer.split("\n")):
         return answer
     lines = answer.split("\n")[:MAX_RAW_LINES]
     for start, line in enumerate(lines):
@@ -107,7 +108,7 @@ def _raw_code(answer: str) -> str:
             continue
         for end in range(len(lines), start, -1):
             candidate = "\n".join(lines[start:end])
-            if _parses(candidate):
+            if parses(candidate):
                 return candidate
     return ""
 
@@ -127,7 +128,7 @@ def strip_echoed_tests(code: str) -> str:
         return code
     kept = [line for i, line in enumerate(code.split("\n"), start=1) if i not in drop]
     stripped = re.sub(r"\n{3,}", "\n\n\n", "\n".join(kept))
-    return stripped if _parses(stripped) else code
+    return stripped if parses(stripped) else code
 
 
 def _is_test_scaffolding(node: ast.stmt) -> bool:
