@@ -10,13 +10,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from affectlens.cli.vector_options import add_units_option, parse_sweep, vector_layers
+from affectlens.cli.vector_options import (
+    add_units_option,
+    load_fitting_model,
+    parse_sweep,
+    vector_layers,
+)
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import summarise, sweep, write_report
 from affectlens.hacking.agent import RolloutStore
 from affectlens.hacking.tasks import get_task, load_tasks
-from affectlens.models.loading import load_model
 from affectlens.vectors import EmotionVectors
 
 
@@ -57,12 +61,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_units_option(parser)
 
 
-def _load(args: argparse.Namespace, vectors: EmotionVectors):
-    model = load_model(args.model or vectors.provenance["model"]["id"])
-    vectors.check_fits(model)
-    return model
-
-
 def _dose(args: argparse.Namespace) -> int:
     templates = load_templates(args.templates)
     emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
@@ -76,7 +74,7 @@ def _dose(args: argparse.Namespace) -> int:
     if values is not None and (len(values) < 3 or min(values) <= 0):
         raise AffectlensError("--values needs at least three positive numbers (X is logged)")
     layers = vector_layers(args.layers, vectors)
-    model = _load(args, vectors)
+    model = load_fitting_model(args, vectors)
     kwargs = {"values": values} if values else {}
     curves = run_dose(
         model, vectors, templates, emotions, layers=layers, units=args.units, **kwargs
@@ -114,7 +112,7 @@ def _reward_hacking(args: argparse.Namespace) -> int:
         else load_tasks(solvable=False)
     )
     layers = vector_layers(args.layers, vectors)
-    model = _load(args, vectors)
+    model = load_fitting_model(args, vectors)
     store = RolloutStore(args.out / "rollouts.jsonl")
     results = sweep(
         model, vectors, tasks, settings,

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from affectlens.calibration import calibrate
 from affectlens.cli.options import add_model_option, parse_layers
+from affectlens.cli.vector_options import load_fitting_model
 from affectlens.control_vector import export_control_vector
 from affectlens.corpus.stories import load_neutral, load_stories
 from affectlens.errors import AffectlensError
@@ -135,7 +136,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     vectors = EmotionVectors.load(args.vectors)
-    model = load_model(args.model or vectors.provenance["model"]["id"])
+    model = load_fitting_model(args, vectors)
     stories = [s for s in load_stories(args.corpus) if s.emotion in vectors.emotions]
     sample = [s.text for s in calibration_sample(stories)]
     calibrate(

@@ -7,9 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from affectlens.cli.vector_options import load_fitting_model
 from affectlens.corpus.stories import default_stories_path, load_stories
 from affectlens.errors import AffectlensError
-from affectlens.models.loading import load_model
 from affectlens.validation.geometry import load_norms, match_norms
 from affectlens.validation.report import write_report
 from affectlens.validation.run import ValidationOptions, validate
@@ -93,11 +93,7 @@ def _validate(args: argparse.Namespace) -> int:
     if norms is not None:
         match_norms(vectors.emotions, norms)
     stories = load_stories(args.corpus or default_stories_path())
-    spec = args.model or vectors.provenance.get("model", {}).get("id")
-    if not spec:
-        raise AffectlensError("the vectors file records no model id; pass --model")
-    model = load_model(spec)
-    vectors.check_fits(model)
+    model = load_fitting_model(args, vectors)
     options = ValidationOptions(
         layer=args.layer,
         lens_layer=args.lens_layer,

@@ -115,7 +115,8 @@ def load_fitting_model(args: argparse.Namespace, vectors: EmotionVectors) -> Loa
     spec = args.model or vectors.provenance.get("model", {}).get("id")
     if not spec:
         raise AffectlensError("the vectors file records no model id; pass --model")
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    model = load_model(spec, dtype=dtype, device=args.device)
+    dtype_name = getattr(args, "dtype", None)  # commands without --dtype/--device: defaults
+    dtype = getattr(torch, dtype_name) if dtype_name else None
+    model = load_model(spec, dtype=dtype, device=getattr(args, "device", None))
     vectors.check_fits(model)
     return model
