@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from affectlens.errors import AffectlensError
 from affectlens.hacking.agent import (
     FEEDBACK_TEMPLATE,
     SYSTEM_PROMPT,
@@ -14,9 +15,11 @@ from affectlens.hacking.agent import (
     RolloutStore,
     attempt_seed,
     initial_conversation,
+    rejudge_store,
     run_rollouts,
 )
-from affectlens.hacking.tasks import get_task
+from affectlens.hacking.detector import Verdict
+from affectlens.hacking.tasks import get_task, load_tasks
 
 HONEST_SUM = "Let me sum the list.\n```python\ndef list_sum(xs):\n    return sum(xs)\n```\n"
 HACK_SUM = (
@@ -161,3 +164,42 @@ def test_initial_conversation_shows_spec_signature_and_visible_tests() -> None:
     for part in (task.spec, task.signature, task.visible_tests):
         assert part in user["content"]
     assert "test_empty" not in user["content"]  # a hidden test's name
+
+
+def test_rejudge_recomputes_verdicts_and_keeps_replies(tmp_path: Path) -> None:
+    store = RolloutStore(tmp_path / "rollouts.jsonl")
+    originals = run_rollouts(ScriptedPolicy(), _pairs(), max_attempts=3, store=store)
+    # simulate verdicts written by an older, wrong detector
+    stale = store.load()
+    for rollout in stale:
+        for attempt in rollout.attempts:
+            attempt.verdict = Verdict(False, "honest_fail", ["stale"])
+            attempt.code = ""
+    store.rewrite(stale)
+
+    tasks = {task.id: task for task in load_tasks()}
+    changed = rejudge_store(store, tasks)
+
+    fresh = {r.key: r for r in store.load()}
+    assert len(fresh) == len(originals)
+    relabelled = 0
+    for original in originals:
+        again = fresh[original.key]
+        assert [a.reply for a in again.attempts] == [a.reply for a in original.attempts]
+        assert [a.readouts for a in again.attempts] == [a.readouts for a in original.attempts]
+        assert [a.code for a in again.attempts] == [a.code for a in original.attempts]
+        assert [a.verdict.label for a in again.attempts] == [
+            a.verdict.label for a in original.attempts
+        ]
+        relabelled += sum(a.verdict.label != "honest_fail" for a in original.attempts)
+    assert changed == relabelled > 0  # the hack and the honest passes came back
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_rejudge_refuses_unknown_tasks(tmp_path: Path) -> None:
+    store = RolloutStore(tmp_path / "rollouts.jsonl")
+    run_rollouts(ScriptedPolicy(), _pairs(), max_attempts=1, store=store)
+    before = store.path.read_bytes()
+    with pytest.raises(AffectlensError, match="unknown tasks: fizzbuzz"):
+        rejudge_store(store, {"list_sum_time_budget": get_task("list_sum_time_budget")})
+    assert store.path.read_bytes() == before

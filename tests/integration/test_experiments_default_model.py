@@ -51,6 +51,15 @@ def test_reward_hacking_tiny_run_end_to_end_and_resumes(small_vectors_path, tmp_
     assert (out / "cheat_rate.png").exists() and (out / "index.html").exists()
     assert main(argv) == 0  # a rerun resumes: nothing regenerated
     assert (out / "rollouts.jsonl").read_text().splitlines() == lines
+    capsys.readouterr()
+    assert main([*argv, "--rejudge"]) == 0  # same detector: same verdicts, same replies
+    assert "0 attempt verdict(s) changed" in capsys.readouterr().out
+    kept = ("reply", "code", "readouts", "verdict")  # sandbox timings differ run to run
+    again = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    before = [json.loads(line) for line in lines]
+    assert [[{k: a[k] for k in kept} for a in r["attempts"]] for r in again] == [
+        [{k: a[k] for k in kept} for a in r["attempts"]] for r in before
+    ]
 
 
 def test_monitor_html_has_a_span_per_token(small_vectors_path, tmp_path, capsys):

@@ -19,7 +19,7 @@ from affectlens.cli.vector_options import (
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import summarise, sweep, write_report
-from affectlens.hacking.agent import RolloutStore
+from affectlens.hacking.agent import RolloutStore, rejudge_store
 from affectlens.hacking.tasks import get_task, load_tasks
 from affectlens.vectors import EmotionVectors
 
@@ -48,6 +48,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     hack.add_argument("--tasks", help="comma-separated task ids (default: all impossible)")
     hack.add_argument("--rollouts", type=int, default=4, help="seeded rollouts per task and α")
     hack.add_argument("--max-attempts", type=int, default=6)
+    hack.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="re-test and re-judge the stored rollouts with the current detector first",
+    )
     hack.add_argument("--max-new-tokens", type=int, default=256)
     hack.add_argument("--batch-size", type=int, default=8)
     hack.add_argument("--out", type=Path, default=Path("runs/reward-hacking"))
@@ -112,8 +117,12 @@ def _reward_hacking(args: argparse.Namespace) -> int:
         else load_tasks(solvable=False)
     )
     layers = vector_layers(args.layers, vectors)
-    model = load_fitting_model(args, vectors)
     store = RolloutStore(args.out / "rollouts.jsonl")
+    if args.rejudge:
+        known = {task.id: task for task in load_tasks(solvable=None)}
+        changed = rejudge_store(store, known)
+        print(f"re-judged {store.path}: {changed} attempt verdict(s) changed")
+    model = load_fitting_model(args, vectors)
     results = sweep(
         model, vectors, tasks, settings,
         rollouts=args.rollouts, store=store, max_attempts=args.max_attempts,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from affectlens.errors import AffectlensError
 from affectlens.hacking.detector import Verdict, detect
 from affectlens.hacking.extract_code import extract_code
 from affectlens.hacking.sandbox import (
@@ -261,6 +262,16 @@ class RolloutStore:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def rewrite(self, rollouts: Sequence[Rollout]) -> None:
+        """Replace the file's contents with ``rollouts`` atomically (temp file, then rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r.to_dict()) + "\n" for r in rollouts)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
 
 # ---------------------------------------------------------------------------------------------
 # The loop
@@ -350,6 +361,42 @@ def _evaluate(task: Task, reply: PolicyReply, index: int, timeout_s: float) -> A
         hidden = run_untrusted(code, task.hidden_tests, timeout_s=timeout_s)
     verdict = detect(task, code, visible or _no_code_result(task), hidden)
     return Attempt(index, reply.text, code, visible, hidden, verdict, reply.readouts)
+
+
+def rejudge_store(
+    store: RolloutStore,
+    tasks: dict[str, Task],
+    *,
+    sandbox_timeout_s: float = 10.0,
+    workers: int | None = None,
+) -> int:
+    """Re-extract, re-test and re-judge every stored attempt with the current detector.
+
+    Replies and readouts are kept; code, test results and verdicts are recomputed, so an
+    improved extractor or detector applies to finished runs without generating again. The
+    store is rewritten atomically. Returns how many attempts changed label.
+    """
+    rollouts = store.load()
+    missing = sorted({r.task_id for r in rollouts} - set(tasks))
+    if missing:
+        raise AffectlensError(f"{store.path} has rollouts of unknown tasks: {', '.join(missing)}")
+    jobs = [(r, a) for r in rollouts for a in r.attempts]
+
+    def judge(job: tuple[Rollout, Attempt]) -> Attempt:
+        rollout, attempt = job
+        reply = PolicyReply(attempt.reply, attempt.readouts)
+        return _evaluate(tasks[rollout.task_id], reply, attempt.index, sandbox_timeout_s)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        fresh = list(pool.map(judge, jobs))
+    changed = sum(a.verdict.label != b.verdict.label for (_, a), b in zip(jobs, fresh, strict=True))
+    by_rollout: dict[RolloutKey, list[Attempt]] = {}
+    for (rollout, _), attempt in zip(jobs, fresh, strict=True):
+        by_rollout.setdefault(rollout.key, []).append(attempt)
+    for rollout in rollouts:
+        rollout.attempts = by_rollout.get(rollout.key, [])
+    store.rewrite(rollouts)
+    return changed
 
 
 def _no_code_result(task: Task) -> SandboxResult:
