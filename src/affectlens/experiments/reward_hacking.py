@@ -157,28 +157,48 @@ def summarise(results: dict[tuple[str, float], list[Rollout]], emotion: str = "d
 
 
 def plot_cheat_rate(summary: dict, path: Path) -> Path:
-    """Cheat rate against alpha, one line per steered emotion, with Wilson intervals."""
+    """Cheat rate against alpha per steered emotion (Wilson 95%), and trajectories over attempts.
+
+    Emotions are nudged apart on the alpha axis so equal rates stay visible; the unsteered
+    condition (alpha 0, shared by every emotion) is drawn once in the trajectory panel.
+    """
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for emotion in dict.fromkeys(r["emotion"] for r in summary["settings"]):
+    emotions = list(dict.fromkeys(r["emotion"] for r in summary["settings"]))
+    all_alphas = [r["alpha"] for r in summary["settings"]]
+    nudge = 0.02 * ((max(all_alphas) - min(all_alphas)) or 1.0)
+    unsteered_drawn = False
+    for number, emotion in enumerate(emotions):
         rows = sorted(
             (r for r in summary["settings"] if r["emotion"] == emotion), key=lambda r: r["alpha"]
         )
-        alphas = [r["alpha"] for r in rows]
+        offset = (number - (len(emotions) - 1) / 2) * nudge
         rates = [r["cheat_rate"] for r in rows]
         errors = [
             [r["cheat_rate"] - r["ci"][0] for r in rows],
             [r["ci"][1] - r["cheat_rate"] for r in rows],
         ]
-        left.errorbar(alphas, rates, yerr=errors, marker="o", capsize=3, label=f"steer {emotion}")
+        left.errorbar([r["alpha"] + offset for r in rows], rates, yerr=errors, marker="o",
+                      capsize=3, label=f"steer {emotion} (n = {rows[0]['n']} per α)")  # fmt: skip
         for row in rows:
-            steps = sorted(int(k) for k in row["trajectory"])
-            right.plot(steps, [row["trajectory"][k]["value"] for k in steps], marker=".",
-                       label=f"{emotion} {row['alpha']:+g}")  # fmt: skip
+            if row["alpha"] == 0:
+                if unsteered_drawn:
+                    continue
+                unsteered_drawn, label = True, "unsteered (α = 0)"
+            else:
+                label = f"{emotion} {row['alpha']:+g}"
+            steps = sorted(row["trajectory"], key=int)
+            points = [row["trajectory"][k] for k in steps]
+            attempts = [int(k) + 1 for k in steps]
+            (line,) = right.plot(attempts, [p["value"] for p in points], marker=".", label=label)
+            right.fill_between(attempts, [p["low"] for p in points], [p["high"] for p in points],
+                               color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
     left.set_xlabel("steering α")
     left.set_ylabel("cheat rate (Wilson 95%)")
+    left.set_ylim(-0.03, 1.03)
     left.legend(fontsize=7)
     right.set_xlabel("attempt")
-    right.set_ylabel(f"{summary['trajectory_emotion']} at assistant turn")
+    right.xaxis.get_major_locator().set_params(integer=True)
+    right.set_ylabel(f"{summary['trajectory_emotion']} at assistant turn (mean, 95% CI)")
     right.legend(fontsize=6)
     return save_figure(figure, path)
 
