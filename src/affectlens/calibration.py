@@ -9,6 +9,7 @@ percentile over emotional stories (for the "p99" scale, where neutral mean = 0 a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 
@@ -65,11 +66,9 @@ def calibrate(
     vectors.check_fits(model)
     with count_progress(disable=not show_progress, unit="texts") as progress:
         total = len(neutral_texts) + len(story_texts)
-        task = progress.add_task("calibration", total=total, status="")
-
-        def advance(done: int) -> None:
-            progress.advance(task, done)
-
+        advance = partial(
+            progress.advance, progress.add_task("calibration", total=total, status="")
+        )
         neutral = _token_projections(model, vectors, neutral_texts, advance)
         stories = _token_projections(model, vectors, story_texts, advance)
     if neutral.shape[1] < 2 or stories.shape[1] < 1:

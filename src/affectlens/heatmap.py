@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 
+from affectlens.atomic_files import write_text_atomic
 from affectlens.monitor import EmotionTrace
 
 TOP_K = 5
@@ -101,10 +101,4 @@ def render_html(trace: EmotionTrace, *, title: str = "affectlens monitor") -> st
 
 def write_html(trace: EmotionTrace, path: str | Path, *, title: str = "affectlens monitor") -> Path:
     """Write the heatmap page atomically (temporary file, then rename)."""
-    path = Path(path)
-    page = render_html(trace, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    return write_text_atomic(Path(path), render_html(trace, title=title))

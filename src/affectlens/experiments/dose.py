@@ -14,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from affectlens.atomic_files import write_text_atomic
 from affectlens.errors import AffectlensError
-from affectlens.experiments.plotting import plt, save_figure, write_text_atomic
+from affectlens.experiments.plotting import plt, save_figure
 from affectlens.models.loading import LoadedModel
 from affectlens.monitor import monitor_batch
 from affectlens.stats import spearman_bootstrap_ci

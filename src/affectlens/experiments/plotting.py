@@ -18,11 +18,3 @@ def save_figure(figure, path: Path) -> Path:
     plt.close(figure)
     os.replace(partial, path)
     return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write text via a temporary name and rename, so readers never see half a file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-    return path

@@ -14,8 +14,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from affectlens.atomic_files import write_text_atomic
 from affectlens.errors import AffectlensError
-from affectlens.experiments.plotting import plt, save_figure, write_text_atomic
+from affectlens.experiments.plotting import plt, save_figure
 from affectlens.generation import generate_batch
 from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rollouts
 from affectlens.hacking.tasks import Task

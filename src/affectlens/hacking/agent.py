@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from affectlens.atomic_files import write_text_atomic
 from affectlens.errors import AffectlensError
 from affectlens.hacking.detector import Verdict, detect
 from affectlens.hacking.extract_code import extract_code
@@ -264,13 +265,7 @@ class RolloutStore:
 
     def rewrite(self, rollouts: Sequence[Rollout]) -> None:
         """Replace the file's contents with ``rollouts`` atomically (temp file, then rename)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(r.to_dict()) + "\n" for r in rollouts)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r.to_dict()) + "\n" for r in rollouts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,11 +385,9 @@ def rejudge_store(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         fresh = list(pool.map(judge, jobs))
     changed = sum(a.verdict.label != b.verdict.label for (_, a), b in zip(jobs, fresh, strict=True))
-    by_rollout: dict[RolloutKey, list[Attempt]] = {}
-    for (rollout, _), attempt in zip(jobs, fresh, strict=True):
-        by_rollout.setdefault(rollout.key, []).append(attempt)
+    judged = iter(fresh)  # jobs run rollout by rollout, attempt by attempt
     for rollout in rollouts:
-        rollout.attempts = by_rollout.get(rollout.key, [])
+        rollout.attempts = [next(judged) for _ in rollout.attempts]
     store.rewrite(rollouts)
     return changed
 

@@ -328,7 +328,7 @@ class _Analyzer(ast.NodeVisitor):
         aliases: dict[str, str],
         distinctive: frozenset[Any],
         telltale: frozenset[Any],
-        test_helpers: frozenset[str] = frozenset(),
+        test_helpers: frozenset[str],
     ) -> None:
         self.aliases = aliases
         self.distinctive = distinctive
