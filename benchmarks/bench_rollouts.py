@@ -4,12 +4,12 @@
     python benchmarks/bench_rollouts.py --smoke [--tiny]          # seconds-long check runs
 
 Both variants call the library's own path, ``affectlens.experiments.reward_hacking.sweep``
-(a ``ModelPolicy`` under ``steer`` generating with ``generate_batch`` and reading emotions with
-``monitor_batch``, driven by ``run_rollouts``, which also runs the sandboxed tests on a thread
-pool), on the same rollouts: one seed of each of the first ``--tasks`` impossible tasks, one
-steering setting (desperate=0, the CLI's default), a fresh rollout store each run. The only
-difference is ``batch_size``: ``--batch-size`` conversations advance in lockstep (one
-``generate_batch`` and one ``monitor_batch`` per attempt for the whole batch), against
+(a ``ModelPolicy`` under ``steer`` generating with ``generate_monitored``, which reads the
+emotions from the generation's own forward passes, driven by ``run_rollouts``, which also runs
+the sandboxed tests on a thread pool), on the same rollouts: one seed of each of the first
+``--tasks`` impossible tasks, one steering setting (desperate=0, the CLI's default), a fresh
+rollout store each run. The only difference is ``batch_size``: ``--batch-size`` conversations
+advance in lockstep (one ``generate_monitored`` call per attempt for the whole batch), against
 ``batch_size=1`` (every conversation alone).
 
 Fairness: every reply is forced to exactly ``--max-new-tokens`` tokens (``min_new_tokens`` on
@@ -19,11 +19,11 @@ sandbox and need the same number of attempts; the attempt counts of both runs ar
 difference is visible. Variants alternate order across repetitions (AB, BA, ...) after one
 small untimed warm-up. Goal: batching gives >= 3x the rollouts per hour.
 
-Each variant's time is split into ``generate_batch``, ``monitor_batch`` and the rest (sandbox,
-loop), by wrapping the two library functions with a clock (they still run unchanged). Where
-the gain comes from: decode steps are memory-bound and batch well; the prompt prefill and the
-monitoring pass over each transcript are compute-bound, and on a CPU batching them gains
-little. The ratio therefore grows with ``--max-new-tokens`` and is far higher on a GPU.
+Each variant's time is split into ``generate_monitored`` and the rest (sandbox, loop), by
+wrapping the library function with a clock (it still runs unchanged). Where the gain comes
+from: decode steps are memory-bound and batch well; the prompt prefill is compute-bound, and on
+a CPU batching it gains little. The ratio therefore grows with ``--max-new-tokens`` and is far
+higher on a GPU.
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ from affectlens.hacking.agent import RolloutStore
 from affectlens.hacking.tasks import load_tasks
 
 SETTING = ("desperate", 0.0)
-PHASES = {"generate": "generate_batch", "monitor": "monitor_batch"}
+PHASES = {"generate+readouts": "generate_monitored"}
 
 
 @contextmanager
 def phase_clock(seconds: dict[str, dict[str, float]], current: list[str]) -> Iterator[None]:
-    """Add the time spent in ``ModelPolicy``'s generate and monitor calls to ``seconds``.
+    """Add the time spent in ``ModelPolicy``'s generation (with its readouts) to ``seconds``.
 
-    The library functions are wrapped, not replaced: each wrapper calls the original and only
+    The library function is wrapped, not replaced: the wrapper calls the original and only
     reads the clock, so the measured path is unchanged. ``current[0]`` names the variant.
     """
     originals = {phase: getattr(reward_hacking, name) for phase, name in PHASES.items()}

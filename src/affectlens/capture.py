@@ -1,13 +1,14 @@
 """Capturing the residual stream: forward hooks on decoder-layer outputs.
 
-``capture_residuals`` records the hidden states each chosen layer writes; with ``stop_after``
-the forward pass is cut short after the deepest captured layer, so no later layer and no
-full-vocabulary logits are ever computed.
+``watch_layers`` hands each chosen layer's output to a callback on every forward pass (used to
+read emotions while the model generates). ``capture_residuals`` records the hidden states each
+chosen layer writes; with ``stop_after`` the forward pass is cut short after the deepest
+captured layer, so no later layer and no full-vocabulary logits are ever computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -25,6 +26,32 @@ def hidden_of(output: object) -> torch.Tensor:
 
 
 @contextmanager
+def watch_layers(
+    model: LoadedModel, layers: list[int], callback: Callable[[int, torch.Tensor], None]
+) -> Iterator[None]:
+    """Call ``callback(layer, hidden)`` with each chosen layer's output on every forward pass.
+
+    Hooks registered inside an active ``steer`` block run after its edits, so they see the
+    steered stream. Hooks are removed on exit, even after an exception.
+    """
+
+    def make_hook(layer: int):
+        def hook(_module, _inputs, output):
+            callback(layer, hidden_of(output).detach())
+
+        return hook
+
+    handles = []
+    try:
+        for layer in layers:
+            handles.append(model.layers[layer].register_forward_hook(make_hook(layer)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def capture_residuals(
     model: LoadedModel, layers: list[int], *, stop_after: bool = True
 ) -> Iterator[dict[int, torch.Tensor]]:
@@ -34,23 +61,14 @@ def capture_residuals(
     """
     captured: dict[int, torch.Tensor] = {}
     deepest = max(layers)
-    handles = []
 
-    def make_hook(layer: int):
-        def hook(_module, _inputs, output):
-            captured[layer] = hidden_of(output).detach()
-            if stop_after and layer == deepest:
-                raise _StopForward
+    def keep(layer: int, hidden: torch.Tensor) -> None:
+        captured[layer] = hidden
+        if stop_after and layer == deepest:
+            raise _StopForward
 
-        return hook
-
-    try:
-        for layer in layers:
-            handles.append(model.layers[layer].register_forward_hook(make_hook(layer)))
+    with watch_layers(model, layers, keep):
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def run_captured(

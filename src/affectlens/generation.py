@@ -38,25 +38,26 @@ def _pad_left(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def generate_batch(
+def generate_tokens(
     model: LoadedModel,
     prompts: Sequence[Prompt],
     *,
     max_new_tokens: int = 64,
     temperature: float = 0.0,
     seed: int | None = None,
-) -> list[str]:
-    """Continuations of several prompts (left-padded batch); temperature 0 means greedy.
+) -> torch.Tensor:
+    """New token ids [batch, generated] of a left-padded batch; temperature 0 means greedy.
 
-    Sampling is plain temperature sampling (the checkpoint's top-k/top-p defaults are
-    overridden) so runs are comparable across models; ``seed`` seeds torch's global RNG.
+    Rows that end early are filled with the pad token. Sampling is plain temperature sampling
+    (the checkpoint's top-k/top-p defaults are overridden) so runs are comparable across
+    models; ``seed`` seeds torch's global RNG.
     """
     if max_new_tokens < 1:
         raise AffectlensError("max_new_tokens must be at least 1")
     if temperature < 0:
         raise AffectlensError("temperature cannot be negative")
     if not prompts:
-        return []
+        raise AffectlensError("no prompts to generate from")
     rows = [prompt_ids(model.tokenizer, prompt) for prompt in prompts]
     if any(not row for row in rows):
         raise AffectlensError("cannot generate from an empty prompt")
@@ -72,8 +73,24 @@ def generate_batch(
         pad_token_id=tokenizer.pad_token_id,
         **(sampling if temperature > 0 else {"do_sample": False}),
     )
-    new_tokens = output[:, ids.shape[1] :]
-    return [tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens.tolist()]
+    return output[:, ids.shape[1] :].cpu()
+
+
+def generate_batch(
+    model: LoadedModel,
+    prompts: Sequence[Prompt],
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    seed: int | None = None,
+) -> list[str]:
+    """Continuations of several prompts (see :func:`generate_tokens` for the sampling)."""
+    if not prompts:
+        return []
+    new_tokens = generate_tokens(
+        model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
+    return [model.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens.tolist()]
 
 
 def generate(

@@ -8,12 +8,11 @@ the emotions. A bad command prints one error line and the chat goes on.
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
 
 from rich.console import Console
 from rich.text import Text
 
-from affectlens.cli.generate_cmd import add_steering_options, steered_generate
+from affectlens.cli.generate_cmd import add_steering_options, steering
 from affectlens.cli.monitor_cmd import print_readout
 from affectlens.cli.vector_options import (
     add_units_option,
@@ -26,8 +25,7 @@ from affectlens.cli.vector_options import (
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import Message
 from affectlens.models.loading import LoadedModel
-from affectlens.monitor import monitor
-from affectlens.steer import steer
+from affectlens.monitored_generation import generate_monitored
 from affectlens.vectors import EmotionVectors
 
 HELP = "commands: /steer EMOTION=ALPHA[,..] (alone: stop), /reset, /emotions, /quit"
@@ -79,29 +77,26 @@ class ChatSession:
             raise AffectlensError(f"unknown command {name!r}; {HELP}")
 
     def reply(self, text: str) -> None:
-        """Answer one user message, then show the emotions at the reply's assistant turn."""
+        """Answer one user message, then show the emotions at the reply's assistant turn.
+
+        The readout comes from the reply's own (steered) generation passes.
+        """
         self.messages.append({"role": "user", "content": text})
-        answer = steered_generate(
-            self.model, self.vectors, self.messages, self.alphas, self.args, self.layers
-        )
-        self.messages.append({"role": "assistant", "content": answer})
-        self.console.print(Text.assemble(("assistant> ", "bold"), answer))
-        steering = (
-            steer(
+        with steering(self.model, self.vectors, self.alphas, self.args, self.layers):
+            [reply] = generate_monitored(
                 self.model,
                 self.vectors,
-                self.alphas,
+                [self.messages],
                 layers=self.layers,
-                positions=self.args.positions,
+                units=self.args.units,
+                max_new_tokens=self.args.max_new_tokens,
+                temperature=self.args.temperature,
+                seed=self.args.seed,
             )
-            if self.alphas
-            else nullcontext()
-        )
-        with steering:
-            trace = monitor(self.model, self.vectors, self.messages, units=self.args.units)
-        position = trace.assistant_positions[-1]
+        self.messages.append({"role": "assistant", "content": reply.text})
+        self.console.print(Text.assemble(("assistant> ", "bold"), reply.text))
         label = "at the assistant turn" + (" (steered)" if self.alphas else "")
-        print_readout(self.console, trace, position, self.args.top_k, label)
+        print_readout(self.console, reply.top_k(self.args.top_k), reply.units, label)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager, nullcontext
 
 from affectlens.cli.vector_options import (
     add_vector_options,
@@ -54,6 +55,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run)
 
 
+def steering(
+    model: LoadedModel,
+    vectors: EmotionVectors,
+    alphas: dict[str, float],
+    args: argparse.Namespace,
+    layers: list[int] | None,
+) -> AbstractContextManager:
+    """``steer`` with the command's ``--positions``, or no steering at all when no alphas."""
+    if not alphas:
+        return nullcontext()
+    return steer(model, vectors, alphas, layers=layers, positions=args.positions)
+
+
 def steered_generate(
     model: LoadedModel,
     vectors: EmotionVectors,
@@ -62,16 +76,15 @@ def steered_generate(
     args: argparse.Namespace,
     layers: list[int] | None,
 ) -> str:
-    """``generate`` under ``steer`` with the command's sampling options (plain if no alphas)."""
-    options = {
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "seed": args.seed,
-    }
-    if not alphas:
-        return generate(model, prompt, **options)
-    with steer(model, vectors, alphas, layers=layers, positions=args.positions):
-        return generate(model, prompt, **options)
+    """``generate`` under :func:`steering` with the command's sampling options."""
+    with steering(model, vectors, alphas, args, layers):
+        return generate(
+            model,
+            prompt,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
 
 
 def _run(args: argparse.Namespace) -> int:

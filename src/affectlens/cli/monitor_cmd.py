@@ -80,10 +80,10 @@ def colours(emotions: list[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(emotions)}
 
 
-def print_readout(console: Console, trace: EmotionTrace, position: int, k: int, label: str) -> None:
-    """A table of the top ``k`` emotions at ``position``, naming the units."""
-    table = Table("emotion", f"score ({trace.units})", title=label)
-    for name, score in trace.top_k(position, k):
+def print_readout(console: Console, top: list[tuple[str, float]], units: str, label: str) -> None:
+    """A table of the top emotions and their scores, naming the units."""
+    table = Table("emotion", f"score ({units})", title=label)
+    for name, score in top:
         table.add_row(name, f"{score:+.2f}")
     console.print(table)
 
@@ -104,7 +104,7 @@ def print_trace(console: Console, trace: EmotionTrace, k: int) -> None:
     where = "assistant-turn token" if trace.assistant_positions else "last token"
     position = trace.readout_position()
     label = f"{where} (#{position}, layers {', '.join(map(str, trace.layers))})"
-    print_readout(console, trace, position, k, label)
+    print_readout(console, trace.top_k(position, k), trace.units, label)
 
 
 def _run(args: argparse.Namespace) -> int:

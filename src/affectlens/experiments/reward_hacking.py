@@ -1,7 +1,8 @@
 """The impossible-coding-task experiment: desperation, cheating, and steering them.
 
 A model-backed :class:`~affectlens.hacking.agent.Policy` generates replies (optionally
-steered) and reads emotions at the assistant-turn token and over the reply; the agent loop
+steered) and reads emotions at the assistant-turn token and over the reply, from the
+generation's own forward passes; the agent loop
 feeds test failures back; the sweep runs R seeded rollouts per steering strength and reports
 the cheat rate with Wilson intervals, the desperation trajectory, and the smallest effect the
 run could have detected.
@@ -17,11 +18,10 @@ from pathlib import Path
 from affectlens.atomic_files import write_text_atomic
 from affectlens.errors import AffectlensError
 from affectlens.experiments.plotting import plt, save_figure
-from affectlens.generation import generate_batch
 from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rollouts
 from affectlens.hacking.tasks import Task
 from affectlens.models.loading import LoadedModel
-from affectlens.monitor import monitor_batch
+from affectlens.monitored_generation import generate_monitored
 from affectlens.stats import mean_ci, min_detectable_difference, wilson_interval
 from affectlens.steer import steer
 from affectlens.vectors import EmotionVectors
@@ -43,44 +43,34 @@ class ModelPolicy:
     units: str = "z"
 
     def respond(self, conversations: list[list[dict]], *, seeds: list[int]) -> list[PolicyReply]:
-        """One steered reply per conversation, with readouts taken under the same steering.
+        """One steered reply per conversation, with readouts from the same steered passes.
 
         Sampling in a batch shares one generator seeded from the batch's first seed, so a
-        rollout's text depends on which rollouts share its batch (recorded, not hidden).
+        rollout's text depends on which rollouts share its batch (recorded, not hidden). An
+        empty reply has no ``generated_mean`` readout.
         """
         with steer(self.model, self.vectors, self.alphas, layers=self.layers):
-            texts = generate_batch(
+            monitored = generate_monitored(
                 self.model,
+                self.vectors,
                 conversations,
+                layers=self.layers,
+                units=self.units,
                 max_new_tokens=self.max_new_tokens,
                 temperature=self.temperature,
                 seed=seeds[0] if seeds else None,
             )
-            full = [
-                c + [{"role": "assistant", "content": t}]
-                for c, t in zip(conversations, texts, strict=True)
-            ]
-            traces = monitor_batch(
-                self.model, self.vectors, full, layers=self.layers, units=self.units
-            )
         replies = []
-        for text, trace in zip(texts, traces, strict=True):
-            turn = trace.at(trace.assistant_positions[-1])
-            span = trace.spans[-1]
-            generated = trace.scores[span.start : span.end].mean(dim=0)
-            replies.append(
-                PolicyReply(
-                    text=text,
-                    readouts={
-                        "assistant_turn": {e: turn[e] for e in self.emotions},
-                        "generated_mean": {
-                            e: float(generated[self.vectors.emotion_index(e)])
-                            for e in self.emotions
-                        },
-                    },
-                )
-            )
+        for reply in monitored:
+            readouts = {"assistant_turn": self._chosen(reply.assistant_turn())}
+            generated = reply.reply_mean()
+            if generated is not None:
+                readouts["generated_mean"] = self._chosen(generated)
+            replies.append(PolicyReply(text=reply.text, readouts=readouts))
         return replies
+
+    def _chosen(self, scores: dict[str, float]) -> dict[str, float]:
+        return {emotion: scores[emotion] for emotion in self.emotions}
 
 
 def steer_label(emotion: str, alpha: float) -> str:
