@@ -82,10 +82,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
-
+    from affectlens.cli.options import load_model_from_args
     from affectlens.corpus.generate import LocalModelBackend, generate_stories, summary_lines
-    from affectlens.models.loading import load_model
 
     concepts = load_concepts()
     emotions = _parse_emotions(args.emotions, concepts) or []
@@ -93,8 +91,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise AffectlensError("--emotions names no emotion")
     if args.per_emotion < 1:
         raise AffectlensError("--per-emotion must be at least 1")
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    model = load_model(args.model, dtype=dtype, device=args.device)
+    model = load_model_from_args(args, args.model)
     reports = generate_stories(
         LocalModelBackend(model),
         [concepts[name] for name in emotions],

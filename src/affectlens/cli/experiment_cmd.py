@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from affectlens.cli.options import add_model_option
 from affectlens.cli.vector_options import (
     add_units_option,
     load_fitting_model,
@@ -61,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vectors", type=Path, required=True)
-    parser.add_argument("--model", help="default: the model recorded in the vectors file")
+    add_model_option(parser, None)
     parser.add_argument("--layers", help="readout/steering layers (default: the artifact's)")
     add_units_option(parser)
 

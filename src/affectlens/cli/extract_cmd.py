@@ -6,12 +6,11 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from affectlens.calibration import calibrate
-from affectlens.cli.options import add_model_option, parse_layers
+from affectlens.cli.options import add_model_option, load_model_from_args, parse_layers
 from affectlens.cli.vector_options import load_fitting_model
 from affectlens.control_vector import export_control_vector
 from affectlens.corpus.stories import load_neutral, load_stories
@@ -24,7 +23,7 @@ from affectlens.extract import (
     resolve_layers,
     select_training_stories,
 )
-from affectlens.models.loading import load_model, pack_is_cached
+from affectlens.models.loading import pack_is_cached
 from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root
 from affectlens.vectors import EmotionVectors
 
@@ -51,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "calibrate", help="(re)compute readout calibration of a vectors file in place"
     )
     calib.add_argument("--vectors", type=Path, required=True)
-    calib.add_argument("--model", help="default: the model recorded in the vectors file")
+    add_model_option(calib, None)
     calib.add_argument("--corpus", type=Path, help="story JSONL or folder (default: shipped)")
     calib.add_argument("--neutral", type=Path, help="neutral JSONL (default: shipped)")
     calib.set_defaults(handler=_calibrate)
@@ -68,10 +67,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     control.add_argument("--layers", help="default: all layers in the artifact from 1 on")
     control.add_argument("--out", type=Path, required=True)
     control.set_defaults(handler=_export)
-
-
-def _dtype(name: str | None) -> torch.dtype | None:
-    return getattr(torch, name) if name else None
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -116,7 +111,7 @@ def _extract(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     select_training_stories(stories, settings)  # a thin or test-only corpus fails before loading
-    model = load_model(args.model, device=args.device, dtype=_dtype(args.dtype))
+    model = load_model_from_args(args, args.model)
     settings = replace(settings, layers=tuple(resolve_layers(model, wanted_layers)))
     checkpoint = args.out.with_name(args.out.name + ".ckpt")
     vectors = extract_vectors(

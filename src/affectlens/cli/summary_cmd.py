@@ -9,7 +9,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from affectlens.models.loading import load_model
+from affectlens.cli.options import add_model_option
+from affectlens.cli.vector_options import load_fitting_model
 from affectlens.monitor import monitor_batch
 from affectlens.vectors import EmotionVectors
 
@@ -21,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``summary``."""
     summary = commands.add_parser("summary", help="summarise a vectors file with an example")
     summary.add_argument("--vectors", type=Path, required=True)
-    summary.add_argument("--model", help="default: the model recorded in the vectors file")
+    add_model_option(summary, None)
     summary.add_argument("--no-example", action="store_true", help="skip loading the model")
     summary.set_defaults(handler=_summary)
 
@@ -37,12 +38,12 @@ def nearest_neighbours(vectors: EmotionVectors, layer: int, emotion: str, k: int
 def _summary(args: argparse.Namespace) -> int:
     vectors = EmotionVectors.load(args.vectors)
     console = Console(highlight=False)
-    model_info = vectors.provenance["model"]
+    model_id = vectors.provenance.get("model", {}).get("id", "an unrecorded model")
+    corpus = vectors.provenance.get("corpus_sha256", "unrecorded")[:12]
     layer = vectors.default_layer
     console.print(
         f"[bold]{args.vectors}[/]: {len(vectors.emotions)} emotions × {len(vectors.layers)} "
-        f"layers × {vectors.hidden_size} from {model_info['id']} "
-        f"(corpus {vectors.provenance['corpus_sha256'][:12]}); "
+        f"layers × {vectors.hidden_size} from {model_id} (corpus {corpus}); "
         f"calibration: {'yes' if vectors.calibration else 'no'}; default layer {layer}"
     )
     norms = ", ".join(
@@ -57,7 +58,7 @@ def _summary(args: argparse.Namespace) -> int:
     console.print(table)
     if args.no_example:
         return 0
-    model = load_model(args.model or model_info["id"])
+    model = load_fitting_model(args, vectors)
     units = "z" if vectors.calibration else "raw"
     chats = [[{"role": "user", "content": EXAMPLE.format(X=dose)}] for dose in DOSES]
     traces = monitor_batch(model, vectors, chats, layers=[layer], units=units)

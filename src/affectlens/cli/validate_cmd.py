@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from affectlens.cli.options import add_model_option
 from affectlens.cli.vector_options import load_fitting_model
 from affectlens.corpus.stories import default_stories_path, load_stories
 from affectlens.errors import AffectlensError
@@ -23,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="check an emotion-vectors file: classification, geometry, clusters, logit lens",
     )
     parser.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
-    parser.add_argument("--model", help="model to load (default: the one the vectors record)")
+    add_model_option(parser, None)
     parser.add_argument("--corpus", type=Path, help="story JSONL or folder (default: shipped)")
     parser.add_argument(
         "--norms",

@@ -10,12 +10,10 @@ import argparse
 import math
 from collections.abc import Sequence
 
-import torch
-
 from affectlens import calibration
-from affectlens.cli.options import add_model_option, parse_layers
+from affectlens.cli.options import add_model_option, load_model_from_args, parse_layers
 from affectlens.errors import AffectlensError
-from affectlens.models.loading import LoadedModel, load_model
+from affectlens.models.loading import LoadedModel
 from affectlens.steer import MAX_ALPHA
 from affectlens.vectors import EmotionVectors
 
@@ -115,8 +113,6 @@ def load_fitting_model(args: argparse.Namespace, vectors: EmotionVectors) -> Loa
     spec = args.model or vectors.provenance.get("model", {}).get("id")
     if not spec:
         raise AffectlensError("the vectors file records no model id; pass --model")
-    dtype_name = getattr(args, "dtype", None)  # commands without --dtype/--device: defaults
-    dtype = getattr(torch, dtype_name) if dtype_name else None
-    model = load_model(spec, dtype=dtype, device=getattr(args, "device", None))
+    model = load_model_from_args(args, spec)
     vectors.check_fits(model)
     return model

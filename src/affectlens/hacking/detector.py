@@ -302,6 +302,7 @@ def _import_aliases(tree: ast.AST) -> dict[str, str]:
     return aliases
 
 
+@lru_cache(maxsize=64)
 def _test_helpers(task: Task) -> frozenset[str]:
     """Names of the functions and classes the visible tests define (helpers like ``flaky``).
 
