@@ -22,8 +22,7 @@ small untimed warm-up. Goal: batching gives >= 3x the rollouts per hour.
 Each variant's time is split into ``generate_monitored`` and the rest (sandbox, loop), by
 wrapping the library function with a clock (it still runs unchanged). Where the gain comes
 from: decode steps are memory-bound and batch well; the prompt prefill is compute-bound, and on
-a CPU batching it gains little. The ratio therefore grows with ``--max-new-tokens`` and is far
-higher on a GPU.
+a CPU batching it gains little. The ratio therefore grows with ``--max-new-tokens``.
 """
 
 from __future__ import annotations
