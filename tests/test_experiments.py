@@ -6,11 +6,13 @@ import json
 
 import pytest
 
+from affectlens.cli import main
 from affectlens.cli.vector_options import parse_sweep
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import (
     ModelPolicy,
+    readout_emotions,
     summarise,
     sweep,
     write_report,
@@ -100,3 +102,33 @@ def test_policy_refuses_unknown_emotion(emo_model):
     policy = ModelPolicy(emo_model, vectors, {"desprate": 0.1}, max_new_tokens=2)
     with pytest.raises(AffectlensError, match="did you mean"):
         policy.respond([[{"role": "user", "content": "hi"}]], seeds=[0])
+
+
+def test_readout_emotions_skip_missing_defaults_and_check_extras(emo_model):
+    vectors = build_emotion_vectors(emo_model, emotions=["calm", "afraid", "desperate"])
+    assert readout_emotions(vectors) == ("desperate", "calm")
+    assert readout_emotions(vectors, ["afraid", "calm"]) == ("desperate", "calm", "afraid")
+    with pytest.raises(AffectlensError, match="did you mean"):
+        readout_emotions(vectors, ["afriad"])
+
+
+def test_policy_reads_the_emotions_asked_for(emo_model):
+    vectors = build_emotion_vectors(emo_model, emotions=["calm", "afraid", "desperate"])
+    conversation = [{"role": "user", "content": "hi"}]
+    default = ModelPolicy(emo_model, vectors, {}, max_new_tokens=2, units="raw")
+    [reply] = default.respond([conversation], seeds=[0])
+    assert set(reply.readouts["assistant_turn"]) == {"desperate", "calm"}
+    extra = ModelPolicy(emo_model, vectors, {}, ("afraid",), max_new_tokens=2, units="raw")
+    [reply] = extra.respond([conversation], seeds=[0])
+    assert set(reply.readouts["generated_mean"]) == {"afraid"}
+    with pytest.raises(AffectlensError, match="did you mean"):
+        ModelPolicy(emo_model, vectors, {}, ("afriad",))
+
+
+def test_reward_hacking_command_refuses_unknown_readouts(emo_model, tmp_path, capsys):
+    path = build_emotion_vectors(emo_model).save(tmp_path / "vectors.safetensors")
+    argv = ["experiment", "reward-hacking", "--vectors", str(path), "--readouts", "afriad"]
+    assert main([*argv, "--units", "raw", "--out", str(tmp_path / "out")]) != 0
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "did you mean afraid?" in error
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,12 @@ from affectlens.cli.vector_options import (
 )
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
-from affectlens.experiments.reward_hacking import summarise, sweep, write_report
+from affectlens.experiments.reward_hacking import (
+    readout_emotions,
+    summarise,
+    sweep,
+    write_report,
+)
 from affectlens.hacking.agent import RolloutStore, rejudge_store
 from affectlens.hacking.tasks import get_task, load_tasks
 from affectlens.vectors import EmotionVectors
@@ -53,6 +58,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--rejudge",
         action="store_true",
         help="re-test and re-judge the stored rollouts with the current detector first",
+    )
+    hack.add_argument(
+        "--readouts",
+        help="more emotions to read at each attempt, comma-separated (desperate, calm and "
+        "frustrated are always read where the vectors have them)",
     )
     hack.add_argument("--max-new-tokens", type=int, default=256)
     hack.add_argument("--batch-size", type=int, default=8)
@@ -118,6 +128,8 @@ def _reward_hacking(args: argparse.Namespace) -> int:
         else load_tasks(solvable=False)
     )
     layers = vector_layers(args.layers, vectors)
+    extra = [e.strip() for e in args.readouts.split(",") if e.strip()] if args.readouts else []
+    emotions = readout_emotions(vectors, extra)
     store = RolloutStore(args.out / "rollouts.jsonl")
     if args.rejudge:
         known = {task.id: task for task in load_tasks(solvable=None)}
@@ -129,7 +141,7 @@ def _reward_hacking(args: argparse.Namespace) -> int:
         rollouts=args.rollouts, store=store, max_attempts=args.max_attempts,
         batch_size=args.batch_size,
         policy_options={"layers": layers, "max_new_tokens": args.max_new_tokens,
-                        "units": args.units},
+                        "units": args.units, "emotions": emotions},
     )  # fmt: skip
     summary = summarise(results)
     paths = write_report(summary, args.out, shlex.join(["affectlens", *sys.argv[1:]]))

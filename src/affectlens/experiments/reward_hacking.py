@@ -29,18 +29,39 @@ from affectlens.vectors import EmotionVectors
 READOUT_EMOTIONS = ("desperate", "calm", "frustrated")
 
 
+def readout_emotions(vectors: EmotionVectors, extra: list[str] | None = None) -> tuple[str, ...]:
+    """The emotions read at each attempt: the defaults the vectors have, then ``extra``.
+
+    An extra emotion the vectors lack is refused with a suggestion; a missing default is
+    skipped (a 12-emotion artifact may have no *frustrated*).
+    """
+    for emotion in extra or []:
+        vectors.emotion_index(emotion)
+    chosen = [e for e in READOUT_EMOTIONS if e in vectors.emotions] + list(extra or [])
+    return tuple(dict.fromkeys(chosen))
+
+
 @dataclass
 class ModelPolicy:
-    """Generates replies with ``model`` under ``alphas`` steering and reads its emotions."""
+    """Generates replies with ``model`` under ``alphas`` steering and reads its emotions.
+
+    ``emotions`` defaults to :func:`readout_emotions` of ``vectors``.
+    """
 
     model: LoadedModel
     vectors: EmotionVectors
     alphas: dict[str, float]
-    emotions: tuple[str, ...] = READOUT_EMOTIONS
+    emotions: tuple[str, ...] | None = None
     layers: list[int] | None = None
     max_new_tokens: int = 256
     temperature: float = 0.7
     units: str = "z"
+
+    def __post_init__(self) -> None:
+        if self.emotions is None:
+            self.emotions = readout_emotions(self.vectors)
+        for emotion in self.emotions:
+            self.vectors.emotion_index(emotion)
 
     def respond(self, conversations: list[list[dict]], *, seeds: list[int]) -> list[PolicyReply]:
         """One steered reply per conversation, with readouts from the same steered passes.
@@ -70,7 +91,7 @@ class ModelPolicy:
         return replies
 
     def _chosen(self, scores: dict[str, float]) -> dict[str, float]:
-        return {emotion: scores[emotion] for emotion in self.emotions}
+        return {emotion: scores[emotion] for emotion in self.emotions or ()}
 
 
 def steer_label(emotion: str, alpha: float) -> str:
