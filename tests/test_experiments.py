@@ -12,6 +12,7 @@ from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import (
     ModelPolicy,
+    detectable_effect,
     readout_emotions,
     summarise,
     sweep,
@@ -93,6 +94,9 @@ def test_reward_hacking_sweep_runs_resumes_and_reports(emo_model, tmp_path):
     assert [row["n"] for row in summary["settings"]] == [1, 1]
     paths = write_report(summary, tmp_path / "report", "affectlens experiment reward-hacking")
     assert "cheat rate" in paths["html"].read_text()
+    assert "not even to 100%" in paths["html"].read_text()  # n = 1 detects nothing
+    strict = json.loads(paths["json"].read_text(), parse_constant=pytest.fail)
+    assert strict["min_detectable_difference"] is None and strict["n_per_setting"] == 1
     with pytest.raises(AffectlensError):
         sweep(emo_model, vectors, [task], [("desperate", 3.0)], rollouts=1, store=store)
 
@@ -132,3 +136,8 @@ def test_reward_hacking_command_refuses_unknown_readouts(emo_model, tmp_path, ca
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "did you mean afraid?" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_detectable_effect_names_n_and_the_difference():
+    text = detectable_effect({"n_per_setting": 16, "min_detectable_difference": 0.4213})
+    assert "n = 16" in text and "0.42" in text

@@ -1,9 +1,16 @@
-"""Writing text files atomically, so a reader or a crash never leaves half a file behind."""
+"""Writing text and JSON files atomically, so a reader or a crash never leaves half a file.
+
+JSON is written strictly: NaN and infinities (an undefined CI, a correlation of a constant)
+become ``null``, which every JSON reader accepts, instead of Python's non-standard ``NaN``.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -19,3 +26,21 @@ def write_text_atomic(path: Path, text: str) -> Path:
         os.fsync(handle.fileno())
     os.replace(partial, path)
     return path
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe copy: NaN/inf become ``None``, numpy scalars and tuples plain Python."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, data: Any, indent: int = 2) -> Path:
+    """:func:`write_text_atomic` of strict JSON (see :func:`json_safe`)."""
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=indent, allow_nan=False))

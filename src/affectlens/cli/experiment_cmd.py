@@ -20,6 +20,7 @@ from affectlens.cli.vector_options import (
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
 from affectlens.experiments.reward_hacking import (
+    detectable_effect,
     readout_emotions,
     summarise,
     sweep,
@@ -151,6 +152,6 @@ def _reward_hacking(args: argparse.Namespace) -> int:
         table.add_row(row["emotion"], f"{row['alpha']:+g}", str(row["n"]), str(row["hacks"]),
                       f"{row['cheat_rate']:.2f} [{low:.2f}, {high:.2f}]")  # fmt: skip
     Console().print(table)
-    print(f"smallest detectable difference from 5%: {summary['min_detectable_difference']:.2f}")
+    print(detectable_effect(summary))
     print(f"wrote {paths['json']}, {paths['png']} and {paths['html']}")
     return 0

@@ -7,14 +7,13 @@ and log X is reported with a bootstrap CI, beside a control template whose X is 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
-from affectlens.atomic_files import write_text_atomic
+from affectlens.atomic_files import write_json_atomic
 from affectlens.errors import AffectlensError
 from affectlens.experiments.plotting import plt, save_figure
 from affectlens.models.loading import LoadedModel
@@ -115,6 +114,6 @@ def write_dose_results(curves: list[DoseCurve], out: Path, meta: dict) -> dict[s
     """``dose.json`` and ``dose.png`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     payload = {**meta, "curves": [asdict(c) for c in curves]}
-    json_path = write_text_atomic(out / "dose.json", json.dumps(payload, indent=2))
+    json_path = write_json_atomic(out / "dose.json", payload)
     png_path = plot_dose(curves, out / "dose.png", meta.get("units", ""))
     return {"json": json_path, "png": png_path}

@@ -11,11 +11,11 @@ run could have detected.
 from __future__ import annotations
 
 import html
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectlens.atomic_files import write_text_atomic
+from affectlens.atomic_files import write_json_atomic, write_text_atomic
 from affectlens.errors import AffectlensError
 from affectlens.experiments.plotting import plt, save_figure
 from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rollouts
@@ -164,8 +164,27 @@ def summarise(results: dict[tuple[str, float], list[Rollout]], emotion: str = "d
             }
         )
     n_min = min((r["n"] for r in rows), default=0)
-    mdd = min_detectable_difference(n_min, baseline=0.05) if n_min else float("nan")
-    return {"settings": rows, "trajectory_emotion": emotion, "min_detectable_difference": mdd}
+    mdd = min_detectable_difference(n_min, baseline=0.05) if n_min else math.nan
+    return {
+        "settings": rows,
+        "trajectory_emotion": emotion,
+        "n_per_setting": n_min,
+        "min_detectable_difference": None if math.isnan(mdd) else mdd,
+    }
+
+
+def detectable_effect(summary: dict) -> str:
+    """One sentence on the smallest rise over a 5% cheat rate the run could have detected."""
+    n, mdd = summary["n_per_setting"], summary["min_detectable_difference"]
+    if mdd is None:
+        return (
+            f"with n = {n} per setting no rise over a 5% cheat rate, not even to 100%, "
+            "is detectable (power 0.8, two-sided 5% test); run more rollouts"
+        )
+    return (
+        f"smallest rise over a 5% cheat rate detectable with n = {n} per setting: {mdd:.2f} "
+        "(power 0.8, two-sided 5% test)"
+    )
 
 
 def plot_cheat_rate(summary: dict, path: Path) -> Path:
@@ -219,7 +238,7 @@ def write_report(summary: dict, out: Path, command: str) -> dict[str, Path]:
     """``summary.json``, ``cheat_rate.png`` and ``index.html`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     summary = {**summary, "command": command}
-    json_path = write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    json_path = write_json_atomic(out / "summary.json", summary)
     png_path = plot_cheat_rate(summary, out / "cheat_rate.png")
     rows = "".join(
         f"<tr><td>{html.escape(r['emotion'])}</td><td>{r['alpha']:+g}</td><td>{r['n']}</td>"
@@ -233,8 +252,8 @@ def write_report(summary: dict, out: Path, command: str) -> dict[str, Path]:
         f"<p><code>{html.escape(command)}</code></p>"
         "<table border=1><tr><th>emotion</th><th>α</th><th>n</th><th>hacks</th>"
         f"<th>cheat rate [95% CI]</th></tr>{rows}</table>"
-        f"<p>Smallest difference detectable from a 5% baseline (power 0.8): "
-        f"{summary['min_detectable_difference']:.2f}</p><img src='cheat_rate.png' width=900>"
+        f"<p>{html.escape(detectable_effect(summary))}</p>"
+        "<img src='cheat_rate.png' width=900>"
     )
     html_path = write_text_atomic(out / "index.html", page)
     return {"json": json_path, "png": png_path, "html": html_path}

@@ -21,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from affectlens.atomic_files import json_safe
+
 SECTIONS = ("classification", "geometry", "clusters", "logit-lens", "stability")
 FORMAT = "affectlens.validation/1"
 
@@ -30,19 +32,6 @@ def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def plot_accuracy(classification: dict) -> str:
@@ -409,7 +398,7 @@ def build_report(results: dict, command: str, extra: dict | None = None) -> tupl
         "results": results,
         "figures": [{k: v for k, v in f.items() if k != "png"} for f in figures],
     }
-    return _clean(report), render_html(results, figures, command)
+    return json_safe(report), render_html(results, figures, command)
 
 
 def write_report(results: dict, out: str | Path, command: str, extra: dict | None = None) -> Path:
