@@ -10,7 +10,8 @@ time. Run it inside ``steer`` and the readouts are of the steered stream, as ``m
 
 The model never reads its last generated token back, so one extra token is generated and
 dropped: every reply token then has a readout. A reply ends before its first end-of-sequence
-(or padding) token; those tokens and the steps after them carry no readout.
+token (the padding that fills a finished row follows it); that token and the steps after it
+carry no readout.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ class MonitoredReply:
 
 
 def stop_token_ids(model: LoadedModel) -> set[int]:
-    """Tokens that end a reply: the generation config's and tokenizer's EOS, and padding."""
+    """The tokens ``generate`` stops a row at: the generation config's end-of-sequence ids.
+
+    Only those end a row (it is then filled with padding), so a reply cut at them is exactly
+    the text ``generate_batch`` decodes.
+    """
     configured = getattr(model.model.generation_config, "eos_token_id", None)
     configured = configured if isinstance(configured, list) else [configured]
-    found = {*configured, model.tokenizer.eos_token_id, model.tokenizer.pad_token_id}
-    return {int(token) for token in found if token is not None}
+    return {int(token) for token in configured if token is not None}
 
 
 def reply_lengths(new_tokens: torch.Tensor, stops: set[int], limit: int) -> list[int]:
