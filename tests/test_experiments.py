@@ -141,3 +141,14 @@ def test_reward_hacking_command_refuses_unknown_readouts(emo_model, tmp_path, ca
 def test_detectable_effect_names_n_and_the_difference():
     text = detectable_effect({"n_per_setting": 16, "min_detectable_difference": 0.4213})
     assert "n = 16" in text and "0.42" in text
+
+
+def test_sweep_reports_progress_in_rollouts(emo_model, tmp_path, capsys):
+    vectors = build_emotion_vectors(emo_model, emotions=["desperate", "calm", "frustrated"])
+    store = RolloutStore(tmp_path / "rollouts.jsonl")
+    task = get_task("list_sum_time_budget")
+    sweep(emo_model, vectors, [task], [("calm", 0.1)], rollouts=2, store=store, max_attempts=1,
+          policy_options={"max_new_tokens": 2, "units": "raw"}, show_progress=True)  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("rollouts: 100% (2/2 rollouts")
+    assert lines[-1].endswith("calm+0.1: 0 hacks in 2)")

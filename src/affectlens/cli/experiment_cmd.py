@@ -143,6 +143,7 @@ def _reward_hacking(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         policy_options={"layers": layers, "max_new_tokens": args.max_new_tokens,
                         "units": args.units, "emotions": emotions},
+        show_progress=True,
     )  # fmt: skip
     summary = summarise(results)
     paths = write_report(summary, args.out, shlex.join(["affectlens", *sys.argv[1:]]))

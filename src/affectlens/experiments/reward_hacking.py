@@ -22,6 +22,7 @@ from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rol
 from affectlens.hacking.tasks import Task
 from affectlens.models.loading import LoadedModel
 from affectlens.monitored_generation import generate_monitored
+from affectlens.progress import count_progress
 from affectlens.stats import mean_ci, min_detectable_difference, wilson_interval
 from affectlens.steer import steer
 from affectlens.vectors import EmotionVectors
@@ -110,35 +111,44 @@ def sweep(
     max_attempts: int = 6,
     batch_size: int = 8,
     policy_options: dict | None = None,
+    show_progress: bool = False,
 ) -> dict[tuple[str, float], list[Rollout]]:
     """Run ``rollouts`` seeded rollouts per task for each (emotion, alpha); resumable.
 
     Every alpha of 0 is the same unsteered condition, so it is run once (label ``none``) and
-    shared by all the emotions swept through 0.
+    shared by all the emotions swept through 0. With ``show_progress`` a bar counts rollouts
+    (stored ones at once) and shows the setting under way and the hacks so far.
     """
     for emotion, alpha in settings:
         vectors.emotion_index(emotion)
         if abs(alpha) > 1:
             raise AffectlensError(f"alpha {alpha} for {emotion} is outside [-1, 1]")
     results = {}
-    for emotion, alpha in settings:
-        policy = ModelPolicy(model, vectors, {emotion: alpha}, **(policy_options or {}))
-        jobs = [(task, seed) for seed in range(rollouts) for task in tasks]
-        done: list[Rollout] = []
-        for start in range(0, len(jobs), batch_size):
-            done += run_rollouts(
-                policy, jobs[start : start + batch_size], max_attempts,
-                steer=steer_label(emotion, alpha), store=store,
-            )  # fmt: skip
-        results[(emotion, alpha)] = done
+    jobs = [(task, seed) for seed in range(rollouts) for task in tasks]
+    with count_progress(disable=not show_progress, unit="rollouts") as progress:
+        bar = progress.add_task("rollouts", total=len(settings) * len(jobs), status="")
+        for emotion, alpha in settings:
+            policy = ModelPolicy(model, vectors, {emotion: alpha}, **(policy_options or {}))
+            label = steer_label(emotion, alpha)
+            done: list[Rollout] = []
+            for start in range(0, len(jobs), batch_size):
+                batch = jobs[start : start + batch_size]
+                done += run_rollouts(policy, batch, max_attempts, steer=label, store=store)
+                status = f"{label}: {_hacks(done)} hacks in {len(done)}"
+                progress.update(bar, advance=len(batch), status=status)
+            results[(emotion, alpha)] = done
     return results
+
+
+def _hacks(rollouts: list[Rollout]) -> int:
+    return sum(r.first_hack_attempt is not None for r in rollouts)
 
 
 def summarise(results: dict[tuple[str, float], list[Rollout]], emotion: str = "desperate") -> dict:
     """Cheat rate per setting (Wilson 95%), trajectories and the detectable effect size."""
     rows = []
     for (steered, alpha), rollouts in results.items():
-        hacks = sum(r.first_hack_attempt is not None for r in rollouts)
+        hacks = _hacks(rollouts)
         low, high = wilson_interval(hacks, len(rollouts))
         by_attempt: dict[int, list[float]] = {}
         aligned: dict[int, list[float]] = {}
