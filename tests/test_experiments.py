@@ -152,3 +152,8 @@ def test_sweep_reports_progress_in_rollouts(emo_model, tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("rollouts: 100% (2/2 rollouts")
     assert lines[-1].endswith("calm+0.1: 0 hacks in 2)")
+    settings = [("calm", 0.1), ("calm", 0.0), ("desperate", 0.0)]  # 2 stored, 2 new, 1 shared
+    sweep(emo_model, vectors, [task], settings, rollouts=2, store=store, max_attempts=1,
+          policy_options={"max_new_tokens": 2, "units": "raw"}, show_progress=True)  # fmt: skip
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("rollouts: 100% (2/2 rollouts")

@@ -116,8 +116,9 @@ def sweep(
     """Run ``rollouts`` seeded rollouts per task for each (emotion, alpha); resumable.
 
     Every alpha of 0 is the same unsteered condition, so it is run once (label ``none``) and
-    shared by all the emotions swept through 0. With ``show_progress`` a bar counts rollouts
-    (stored ones at once) and shows the setting under way and the hacks so far.
+    shared by all the emotions swept through 0. With ``show_progress`` a bar counts the
+    rollouts still to run (stored ones are not work) and shows the setting under way and the
+    hacks so far.
     """
     for emotion, alpha in settings:
         vectors.emotion_index(emotion)
@@ -125,8 +126,11 @@ def sweep(
             raise AffectlensError(f"alpha {alpha} for {emotion} is outside [-1, 1]")
     results = {}
     jobs = [(task, seed) for seed in range(rollouts) for task in tasks]
+    planned = {(t.id, steer_label(e, a), seed) for e, a in settings for t, seed in jobs}
+    to_run = planned - store.keys()
     with count_progress(disable=not show_progress, unit="rollouts") as progress:
-        bar = progress.add_task("rollouts", total=len(settings) * len(jobs), status="")
+        status = f"{len(planned) - len(to_run)} of {len(planned)} stored"
+        bar = progress.add_task("rollouts", total=len(to_run), status=status)
         for emotion, alpha in settings:
             policy = ModelPolicy(model, vectors, {emotion: alpha}, **(policy_options or {}))
             label = steer_label(emotion, alpha)
@@ -134,8 +138,10 @@ def sweep(
             for start in range(0, len(jobs), batch_size):
                 batch = jobs[start : start + batch_size]
                 done += run_rollouts(policy, batch, max_attempts, steer=label, store=store)
+                new = {(task.id, label, seed) for task, seed in batch} & to_run
+                to_run -= new
                 status = f"{label}: {_hacks(done)} hacks in {len(done)}"
-                progress.update(bar, advance=len(batch), status=status)
+                progress.update(bar, advance=len(new), status=status)
             results[(emotion, alpha)] = done
     return results
 
@@ -203,7 +209,7 @@ def plot_cheat_rate(summary: dict, path: Path) -> Path:
     Emotions are nudged apart on the alpha axis so equal rates stay visible; the unsteered
     condition (alpha 0, shared by every emotion) is drawn once in the trajectory panel.
     """
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.8))
     emotions = list(dict.fromkeys(r["emotion"] for r in summary["settings"]))
     all_alphas = [r["alpha"] for r in summary["settings"]]
     nudge = 0.02 * ((max(all_alphas) - min(all_alphas)) or 1.0)
@@ -240,7 +246,7 @@ def plot_cheat_rate(summary: dict, path: Path) -> Path:
     right.set_xlabel("attempt")
     right.xaxis.get_major_locator().set_params(integer=True)
     right.set_ylabel(f"{summary['trajectory_emotion']} at assistant turn (mean, 95% CI)")
-    right.legend(fontsize=6)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return save_figure(figure, path)
 
 
