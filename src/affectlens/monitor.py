@@ -113,12 +113,17 @@ def _prepare(tokenizer, content: Content) -> _Prepared:
     return _Prepared(ids, assistant_turn_positions(tokenizer, messages), spans)
 
 
-def _check_layers(vectors: EmotionVectors, layers: Sequence[int] | None) -> list[int]:
+def readout_layers(
+    model: LoadedModel, vectors: EmotionVectors, layers: Sequence[int] | None, units: str
+) -> list[int]:
+    """The layers to read (default: the artifact's), refusing bad layers, units or model."""
     chosen = list(layers) if layers is not None else [vectors.default_layer]
     if not chosen:
         raise AffectlensError("monitoring needs at least one layer")
     for layer in chosen:
         vectors.layer_index(layer)
+    check_units(vectors, chosen, units)
+    vectors.check_fits(model)
     return chosen
 
 
@@ -133,9 +138,7 @@ def monitor_batch(
     """``monitor`` for several inputs in one right-padded forward pass."""
     if not contents:
         return []
-    chosen = _check_layers(vectors, layers)
-    check_units(vectors, chosen, units)
-    vectors.check_fits(model)
+    chosen = readout_layers(model, vectors, layers, units)
     prepared = [_prepare(model.tokenizer, content) for content in contents]
     if any(not item.ids for item in prepared):
         raise AffectlensError("cannot monitor an empty text")

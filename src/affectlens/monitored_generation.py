@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
-from affectlens.calibration import check_units, to_units
+from affectlens.calibration import to_units
 from affectlens.capture import watch_layers
 from affectlens.errors import AffectlensError
 from affectlens.generation import Prompt, generate_tokens, prompt_ids
 from affectlens.models.loading import LoadedModel
+from affectlens.monitor import readout_layers
 from affectlens.vectors import EmotionVectors
 
 
@@ -105,13 +106,7 @@ def generate_monitored(
         raise AffectlensError("max_new_tokens must be at least 1")
     if not prompts:
         return []
-    chosen = list(layers) if layers is not None else [vectors.default_layer]
-    if not chosen:
-        raise AffectlensError("monitoring needs at least one layer")
-    for layer in chosen:
-        vectors.layer_index(layer)
-    check_units(vectors, chosen, units)
-    vectors.check_fits(model)
+    chosen = readout_layers(model, vectors, layers, units)
     units_by_layer = {layer: vectors.at_layer(layer).float() for layer in chosen}
     passes: dict[int, list[torch.Tensor]] = {layer: [] for layer in chosen}
 
