@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/venv.sh .venv
 out=runs/default
 mkdir -p "$out"
 if [ ! -f "$out/vectors.safetensors" ]; then

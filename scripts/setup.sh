@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# Install affectlens with the offline default model and the test tools.
-# torch is pinned first so pip takes the CPU wheel instead of pulling the CUDA stack;
-# users with GPUs who already have torch keep theirs.
+# Install affectlens with the offline default model, the server and the test tools, from the
+# lock (requirements.lock: exact versions with hashes, made by scripts/lock.sh), so a fresh
+# machine gets what CI tested. Packages go into the project's own virtual environment, .venv,
+# unless one is already active. Activate it afterwards with `source .venv/bin/activate`.
+#   --latest  install the newest releases pyproject's ranges allow instead (into .venv-latest
+#             unless an environment is active): the way to see upstream drift early.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check "torch==2.13.0" \
-  || python3 -c "import torch" # a GPU user's own torch is fine
-python3 -m pip install -q --disable-pip-version-check -e ".[offline,gemma,dev]"
+mode=locked
+if [ "${1:-}" = "--latest" ]; then mode=latest; fi
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  venv=.venv
+  if [ "$mode" = latest ]; then venv=.venv-latest; fi
+  if [ "$mode" = latest ]; then rm -rf "$venv"; fi
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  # shellcheck disable=SC1091
+  source "$venv/bin/activate"
+fi
+pip() { python -m pip --disable-pip-version-check -q "$@"; }
+if [ "$mode" = locked ]; then
+  pip install -r requirements.lock
+else
+  # torch stays pinned so pip takes the CPU wheel instead of several GB of CUDA packages.
+  pip install --upgrade --upgrade-strategy eager ".[offline,gemma,serve,dev]" "torch==2.13.0"
+fi
+pip install --no-deps --no-build-isolation -e . 2>/dev/null || pip install --no-deps -e .
