@@ -9,7 +9,7 @@ from affectlens.activations import residuals
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import encode
 from affectlens.steer import _layer_hook, _Tracker, steer
-from conftest import build_emotion_vectors, build_family_loaded, build_loaded
+from conftest import CORE_FAMILIES, build_emotion_vectors, build_family_loaded, build_loaded
 
 PROMPT = "The lights went out and"
 
@@ -107,8 +107,12 @@ def test_generated_positions_leave_the_prompt_alone(emo_model, emo_vectors):
     assert not torch.allclose(steered.scores[1], plain.scores[1])
 
 
+@pytest.mark.parametrize("family", CORE_FAMILIES)
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_position_masks_after_the_first_decode_step(emo_model, emo_vectors, use_cache):
+def test_position_masks_after_the_first_decode_step(family, use_cache):
+    """The steered tokens of every pass, cached or not, on each family's own forward arguments."""
+    emo_model = build_family_loaded(family, 2)
+    emo_vectors = build_emotion_vectors(emo_model)
     ids = _ids(emo_model)
     prompt_length = ids.shape[1]
     for positions in ("prompt", "generated"):
@@ -132,6 +136,26 @@ def test_position_masks_after_the_first_decode_step(emo_model, emo_vectors, use_
             steered = in_prompt if positions == "prompt" else ~in_prompt
             assert torch.all(delta[steered] > 0.1), (positions, step)
             assert torch.all(delta[~steered] == 0), (positions, step)
+
+
+def test_generated_positions_in_a_left_padded_batch_follow_each_row(emo_model, emo_vectors):
+    """A shorter, left-padded row is steered from its own first generated token, not the
+    batch's: its steered scores equal those it gets alone."""
+    short, long = _ids(emo_model)[:, :3], _ids(emo_model)
+    pad = emo_model.tokenizer.pad_token_id
+    width = long.shape[1]
+    batch = torch.full((2, width), pad, dtype=torch.long)
+    batch[0, width - short.shape[1] :] = short[0]
+    batch[1] = long[0]
+    mask = (torch.arange(width)[None, :] >= torch.tensor([[width - short.shape[1]], [0]])).long()
+    with steer(emo_model, emo_vectors, {"afraid": 1.0}, layers=[1], positions="generated"):
+        together = emo_model.model.generate(
+            input_ids=batch, attention_mask=mask, max_new_tokens=4, min_new_tokens=4,
+            do_sample=False, output_scores=True, return_dict_in_generate=True, pad_token_id=pad,
+        )
+        alone = _greedy(emo_model, short, steps=4)
+    for step, scores in enumerate(alone.scores):
+        torch.testing.assert_close(together.scores[step][0], scores[0], atol=1e-4, rtol=1e-4)
 
 
 def test_a_longer_second_prompt_in_one_block_is_a_new_prompt(emo_model, emo_vectors):

@@ -3,8 +3,9 @@
 Each chosen decoder layer's output gets ``sum_e alpha_e * residual_norm[layer] * unit_e``, so an
 alpha is a fraction of the layer's typical residual norm (the paper's convention). Restricting
 the edit to prompt or generated tokens needs absolute token positions: during cached decoding a
-layer sees one token per step, so positions come from the cache length seen by the model's
-forward, not from the layer's local index.
+layer sees one token per step, so positions come from the positions the model's own forward
+receives (``cache_position`` or ``position_ids``; the cache length as the fallback), not from
+the layer's local index or from the name a transformers release gives its cache argument.
 """
 
 from __future__ import annotations
@@ -64,48 +65,70 @@ def validate_steering(
 
 @dataclass
 class _Tracker:
-    """Absolute positions of the tokens in the forward pass under way.
+    """Absolute positions of the tokens in the forward pass under way, per row.
 
-    ``start`` is the cache length before this pass; ``prompt_length`` the length of the
-    sequence's first pass. A pass over an empty cache starts a new prompt. Without any cache
-    every step re-reads the whole sequence from 0, so there a pass that extends the remembered
-    prompt counts as a continuation, not a new prompt.
+    Positions come from what the model's forward itself receives, whatever transformers calls
+    its arguments: ``cache_position`` where it is passed, else ``position_ids`` (per row, so
+    left padding is handled), else the KV cache's length plus the local index. A pass over an
+    empty cache starts a new prompt, whose end per row is one past its largest position.
+    Without any cache every step re-reads the whole sequence from 0, so there a pass that
+    extends the remembered prompt counts as a continuation, not a new prompt.
     """
 
-    start: int = 0
-    prompt_length: int = 0
+    positions: torch.Tensor | None = None
+    prompt_end: torch.Tensor | None = None
     prompt_ids: torch.Tensor | None = None
 
     def before_forward(self, module, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
-        length = int(ids.shape[1] if ids is not None else embeds.shape[1])
-        past = kwargs.get("past_key_values")
-        self.start = _cache_length(past)
-        if self.start > 0:
+        shape = ids.shape if ids is not None else embeds.shape
+        batch, length = int(shape[0]), int(shape[1])
+        past = _cache_argument(kwargs)
+        cached = _cache_length(past)
+        self.positions = _absolute_positions(kwargs, cached, batch, length)
+        if cached > 0:
             return
-        if past is None and ids is not None and self._continues_prompt(ids, length):
+        if past is None and ids is not None and self._continues_prompt(ids):
             return
-        self.prompt_length = length
+        self.prompt_end = self.positions.max(dim=1).values + 1
         self.prompt_ids = ids.detach().clone() if ids is not None else None
 
-    def _continues_prompt(self, ids: torch.Tensor, length: int) -> bool:
+    def _continues_prompt(self, ids: torch.Tensor) -> bool:
         known = self.prompt_ids
         return (
             known is not None
-            and length > self.prompt_length
+            and ids.shape[1] > known.shape[1]
             and ids.shape[0] == known.shape[0]
-            and bool(torch.equal(ids[:, : self.prompt_length], known.to(ids.device)))
+            and bool(torch.equal(ids[:, : known.shape[1]], known.to(ids.device)))
         )
 
-    def mask(self, length: int, positions: str, device: torch.device) -> torch.Tensor | None:
-        """A [tokens] bool mask of the tokens to steer, or ``None`` for all of them."""
-        if positions == "all":
+    def mask(self, batch: int, length: int, positions: str, device: torch.device):
+        """A [batch, tokens] bool mask of the tokens to steer, or ``None`` for all of them."""
+        if positions == "all" or self.positions is None or self.prompt_end is None:
             return None
-        absolute = torch.arange(self.start, self.start + length, device=device)
-        if positions == "prompt":
-            return absolute < self.prompt_length
-        return absolute >= self.prompt_length
+        absolute = self.positions.to(device).expand(batch, length)
+        end = self.prompt_end.to(device)[:, None]
+        return absolute < end if positions == "prompt" else absolute >= end
+
+
+def _cache_argument(kwargs: dict):
+    """The KV cache the forward received, under any of the names transformers has used."""
+    for name in ("past_key_values", "cache", "past_key_value"):
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    return None
+
+
+def _absolute_positions(kwargs: dict, cached: int, batch: int, length: int) -> torch.Tensor:
+    """[batch or 1, tokens] absolute positions of this pass's tokens."""
+    cache_position = kwargs.get("cache_position")
+    if cache_position is not None:
+        return cache_position.reshape(1, -1).long()
+    position_ids = kwargs.get("position_ids")
+    if position_ids is not None and position_ids.shape[-1] == length:
+        return position_ids.reshape(-1, length).long()
+    return torch.arange(cached, cached + length).reshape(1, -1).expand(batch, length)
 
 
 def _cache_length(past) -> int:
@@ -129,11 +152,11 @@ def _layer_hook(direction: torch.Tensor, positions: str, tracker: _Tracker):
         if key not in cache:
             cache[key] = direction.to(device=hidden.device, dtype=hidden.dtype)
         delta = cache[key]
-        mask = tracker.mask(hidden.shape[1], positions, hidden.device)
+        mask = tracker.mask(hidden.shape[0], hidden.shape[1], positions, hidden.device)
         if mask is None:
             steered = hidden + delta
         else:
-            steered = hidden + mask[None, :, None].to(hidden.dtype) * delta
+            steered = hidden + mask[:, :, None].to(hidden.dtype) * delta
         if isinstance(output, tuple):
             return (steered, *output[1:])
         return steered
