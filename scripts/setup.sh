@@ -17,7 +17,10 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   # shellcheck disable=SC1091
   source "$venv/bin/activate"
 fi
-pip() { python -m pip --disable-pip-version-check -q "$@"; }
+# (this machine's pip configuration names index folders that may not exist: drop those warnings)
+pip() {
+  python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is neither a file nor a directory" >&2)
+}
 if [ "$mode" = locked ]; then
   pip install -r requirements.lock
 else
