@@ -7,6 +7,7 @@ import json
 import pytest
 
 from affectlens.cli import main
+from affectlens.cli.progress_bars import render_progress
 from affectlens.cli.vector_options import parse_sweep
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
@@ -20,6 +21,7 @@ from affectlens.experiments.reward_hacking import (
 )
 from affectlens.hacking.agent import RolloutStore
 from affectlens.hacking.tasks import get_task
+from affectlens.progress import use_progress
 from conftest import build_emotion_vectors
 
 
@@ -147,13 +149,16 @@ def test_sweep_reports_progress_in_rollouts(emo_model, tmp_path, capsys):
     vectors = build_emotion_vectors(emo_model, emotions=["desperate", "calm", "frustrated"])
     store = RolloutStore(tmp_path / "rollouts.jsonl")
     task = get_task("list_sum_time_budget")
-    sweep(emo_model, vectors, [task], [("calm", 0.1)], rollouts=2, store=store, max_attempts=1,
-          policy_options={"max_new_tokens": 2, "units": "raw"}, show_progress=True)  # fmt: skip
+    with use_progress(render_progress):  # the CLI's renderer: the library itself prints nothing
+        sweep(emo_model, vectors, [task], [("calm", 0.1)], rollouts=2, store=store,
+              max_attempts=1, policy_options={"max_new_tokens": 2, "units": "raw"},
+              show_progress=True)  # fmt: skip
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("rollouts: 100% (2/2 rollouts")
     assert lines[-1].endswith("calm+0.1: 0 hacks in 2)")
     settings = [("calm", 0.1), ("calm", 0.0), ("desperate", 0.0)]  # 2 stored, 2 new, 1 shared
-    sweep(emo_model, vectors, [task], settings, rollouts=2, store=store, max_attempts=1,
-          policy_options={"max_new_tokens": 2, "units": "raw"}, show_progress=True)  # fmt: skip
+    with use_progress(render_progress):
+        sweep(emo_model, vectors, [task], settings, rollouts=2, store=store, max_attempts=1,
+              policy_options={"max_new_tokens": 2, "units": "raw"}, show_progress=True)  # fmt: skip
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("rollouts: 100% (2/2 rollouts")

@@ -77,15 +77,15 @@ def test_wrong_hash_does_not_clobber_previous_good_file(fake_chunks, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["fake.gguf"]
 
 
-def test_empty_pinned_hash_skips_the_check_with_a_warning(fake_chunks, tmp_path, capsys):
+def test_empty_pinned_hash_skips_the_check_with_a_warning(fake_chunks, tmp_path, caplog):
     modules, contents = fake_chunks
-    target = assemble(_pack(modules, ""), tmp_path)
+    with caplog.at_level("WARNING", logger="affectlens.models.packs"):
+        target = assemble(_pack(modules, ""), tmp_path)
     assert target.read_bytes() == b"".join(contents)
-    warning = capsys.readouterr().err.strip()
     digest = hashlib.sha256(b"".join(contents)).hexdigest()
-    assert warning == (
-        f"warning: pack 'fake' has no pinned SHA-256, so it is used unverified (got {digest})"
-    )
+    assert [r.getMessage() for r in caplog.records] == [
+        f"pack 'fake' has no pinned SHA-256, so it is used unverified (got {digest})"
+    ]
 
 
 def test_pinned_pack_assembles_silently(fake_chunks, tmp_path, capsys):

@@ -1,17 +1,21 @@
-"""Progress reporting: a live bar on terminals, plain lines on pipes and logs."""
+"""Progress: library jobs report to callbacks; the CLI draws bars on terminals, lines elsewhere."""
 
 from __future__ import annotations
 
 import io
+import logging
 import re
+import sys
 
 import pytest
 from rich.progress import Progress
 
-from affectlens.progress import (
+from affectlens import progress as library
+from affectlens.cli.progress_bars import (
     PlainProgress,
     count_progress,
     format_duration,
+    render_progress,
     token_progress,
 )
 
@@ -143,3 +147,78 @@ def test_unknown_total_and_nothing_done():
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+class Recorder:
+    """A progress sink that keeps every call: what a library caller could install."""
+
+    def __init__(self, request: library.ProgressRequest) -> None:
+        self.request = request
+        self.calls: list[tuple] = []
+        RECORDED.append(self)
+
+    def __enter__(self):
+        self.calls.append(("enter",))
+        return self
+
+    def __exit__(self, *exc):
+        self.calls.append(("exit", exc[0]))
+
+    def add_task(self, description, total=100.0, completed=0, **fields):
+        self.calls.append(("add", description, total, fields))
+        return 0
+
+    def update(self, task_id, **changes):
+        self.calls.append(("update", task_id, changes))
+
+    def advance(self, task_id, advance=1):
+        self.calls.append(("advance", task_id, advance))
+
+
+RECORDED: list[Recorder] = []
+
+
+def _job(disable: bool = False) -> None:
+    with library.count_progress(disable=disable, unit="texts") as sink:
+        task = sink.add_task("calibration", total=2, status="")
+        sink.advance(task)
+        sink.update(task, advance=1, status="done")
+
+
+def test_library_progress_prints_nothing_and_logs_at_debug(capsys, caplog):
+    with caplog.at_level(logging.DEBUG, logger="affectlens.progress"):
+        _job()
+    assert capsys.readouterr() == ("", "")
+    assert [r.getMessage() for r in caplog.records] == [
+        "calibration: started (total 2 texts)",
+        "calibration: done (2 texts)",
+    ]
+
+
+def test_installed_factory_receives_the_calls_and_disable_silences_them(caplog):
+    RECORDED.clear()
+    with caplog.at_level(logging.DEBUG, logger="affectlens.progress"):
+        with library.use_progress(Recorder):
+            _job()
+            _job(disable=True)
+        _job(disable=True)
+    [recorder] = RECORDED
+    assert recorder.request == library.ProgressRequest("count", "texts")
+    assert recorder.calls == [
+        ("enter",),
+        ("add", "calibration", 2, {"status": ""}),
+        ("advance", 0, 1),
+        ("update", 0, {"advance": 1, "status": "done"}),
+        ("exit", None),
+    ]
+    assert caplog.records == []
+
+
+def test_cli_renderer_draws_what_the_library_asked_for(monkeypatch):
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert isinstance(render_progress(library.ProgressRequest("tokens", "tok")), PlainProgress)
+    plain = render_progress(library.ProgressRequest("count", "texts"))
+    assert isinstance(plain, PlainProgress) and plain.unit == "texts"
+    with library.use_progress(render_progress):
+        _job()
+    assert "calibration: 100% (2/2 texts" in sys.stderr.getvalue()

@@ -15,7 +15,7 @@ import yaml
 
 from affectlens.atomic_files import write_json_atomic
 from affectlens.errors import AffectlensError
-from affectlens.experiments.plotting import plt, save_figure
+from affectlens.experiments.plotting import save_figure, subplots
 from affectlens.models.loading import LoadedModel
 from affectlens.monitor import monitor_batch
 from affectlens.stats import spearman_bootstrap_ci
@@ -97,7 +97,7 @@ def run_dose(
 def plot_dose(curves: list[DoseCurve], path: Path, units: str) -> Path:
     """One panel per emotion, one line per template, against log X."""
     emotions = list(dict.fromkeys(c.emotion for c in curves))
-    figure, axes = plt.subplots(1, len(emotions), figsize=(4.5 * len(emotions), 3.6), squeeze=False)
+    figure, axes = subplots(1, len(emotions), figsize=(4.5 * len(emotions), 3.6), squeeze=False)
     for axis, emotion in zip(axes[0], emotions, strict=True):
         for curve in (c for c in curves if c.emotion == emotion):
             axis.plot(curve.values, curve.readouts, marker="o", label=f"{curve.template} "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from affectlens.atomic_files import write_json_atomic, write_text_atomic
 from affectlens.errors import AffectlensError
-from affectlens.experiments.plotting import plt, save_figure
+from affectlens.experiments.plotting import save_figure, subplots
 from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rollouts
 from affectlens.hacking.tasks import Task
 from affectlens.models.loading import LoadedModel
@@ -209,7 +209,7 @@ def plot_cheat_rate(summary: dict, path: Path) -> Path:
     Emotions are nudged apart on the alpha axis so equal rates stay visible; the unsteered
     condition (alpha 0, shared by every emotion) is drawn once in the trajectory panel.
     """
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11.5, 3.8))
+    figure, (left, right) = subplots(1, 2, figsize=(11.5, 3.8))
     emotions = list(dict.fromkeys(r["emotion"] for r in summary["settings"]))
     all_alphas = [r["alpha"] for r in summary["settings"]]
     nudge = 0.02 * ((max(all_alphas) - min(all_alphas)) or 1.0)

