@@ -1,50 +1,45 @@
-"""Run untrusted candidate code against plain-Python tests in a contained child process.
+"""Run untrusted candidate code against plain-Python tests, and judge the outcome outside it.
 
-The parent (``run_untrusted``) starts this very file as a script in a fresh Python process:
+Containment is the kernel's (``sandbox_bwrap``): each run is a fresh bubblewrap sandbox, an
+unprivileged uid in its own namespaces under seccomp and rlimits, that sees only the Python
+interpreter and a small tmpfs. Where no such tool works (macOS, a container without user
+namespaces) ``run_untrusted`` refuses, unless the caller opted into the old in-process audit
+hook (``allow_unsafe_no_sandbox``; ``--unsafe-no-sandbox`` on the CLI), which is no boundary.
 
-* isolated interpreter (``-I -S -B -u``: no site-packages, no user site, no env influence, no
-  bytecode writes), a scrubbed environment (no HOME, minimal PATH) and a fresh temporary
-  directory as its working directory, deleted afterwards;
-* a new network namespace with no interfaces (``unshare --net``) where the system allows it;
-* rlimits on CPU time, address space, file size, open files, processes and core dumps;
-* its own session, so a wall-clock timeout kills the whole process group;
-* an audit hook, installed before any candidate code runs, that refuses network use, process
-  creation (fork, exec, subprocess, os.system - RLIMIT_NPROC does not bind for root), signals to
-  other processes, ctypes, raising rlimits, and any file access outside the temporary directory
-  (reads of the Python standard library excepted).
-
-The candidate and the tests reach the child on stdin and are never written to disk, so the
-candidate cannot read the tests' file; hidden tests are run by a separate call. Per-test outcomes
-and containment violations stream back over an inherited file descriptor as JSON lines, so they
-survive a child that dies half-way. The sandbox contains harm; it does not stop a candidate from
-tampering with the tests inside its own process (patching ``time.perf_counter`` and the like) -
-such cheating must stay possible so that the detector can observe it.
-
-This module must import nothing outside the standard library: it is also the child's script.
+The verdict is the parent's. The test module is rewritten before it is sent: every ``assert``
+reports the values of its operands over a write-only pipe (``sandbox_child``), and the parent
+decodes them and applies the comparison itself, using its own copy of literal operands. A test
+passes only if the parent saw it end normally, every assert it ran held in the parent's eyes,
+and every assert at the top of its body reported at all. A candidate that patches ``json``,
+``os.write``, the tests or the harness in its own process can therefore only lie about values
+its own code produced - which is what special-casing code does, and what the detector looks
+for. Tampering that changes what the tests observe (patching ``time.perf_counter``) stays
+possible on purpose, so that the detector can see it.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import errno
+import hashlib
 import json
 import math
 import os
-import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-SOLUTION_MODULE = "solution"
-TEST_MODULE = "test_solution"
+from affectlens.errors import AffectlensError
+from affectlens.hacking import sandbox_bwrap
+from affectlens.hacking.sandbox_child import Opaque, _compare, decode
+
 CHILD_ENV = {
     "PATH": "/usr/bin:/bin",
     "PYTHONNOUSERSITE": "1",
@@ -52,8 +47,22 @@ CHILD_ENV = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
 }
+MAX_CHANNEL_BYTES = 8 * 2**20
+MAX_LINE_BYTES = 2**20
 MAX_VIOLATIONS = 50
-MAX_MESSAGE_CHARS = 2000
+CHECK_HOOK = "__affectlens_check__"
+BACKENDS = ("bwrap", "audit")
+_HERE = Path(__file__).parent
+_BOOTSTRAP = (
+    "import json,sys\n"
+    "p=json.loads(sys.stdin.buffer.read())\n"
+    "exec(compile(p['harness'],'<harness>','exec'),{'__name__':'__harness__','PAYLOAD':p})\n"
+)
+_unsafe_allowed = False
+
+
+class SandboxUnavailableError(AffectlensError):
+    """No kernel sandbox works here and running without one was not explicitly allowed."""
 
 
 @dataclass
@@ -74,11 +83,13 @@ class SandboxResult:
         collection_error: Traceback if the candidate or the test module failed to load.
         stdout_tail: Last characters the child wrote to stdout.
         stderr_tail: Last characters the child wrote to stderr.
-        timed_out: Whether the wall-clock limit killed the process group.
-        violations: Containment events, e.g. ``"network: socket blocked"``, ``"timeout"``.
-        returncode: The child's exit status (negative: killed by that signal).
-        duration_s: Wall-clock seconds the child ran.
-        isolation: ``"netns+audit"`` or ``"audit"`` (whether a network namespace was used).
+        timed_out: Whether the wall-clock limit killed the sandbox.
+        violations: Containment events, e.g. ``"timeout: ..."``, ``"tamper: ..."``.
+        returncode: The sandbox's exit status (negative: killed by that signal).
+        duration_s: Wall-clock seconds the run took.
+        isolation: ``"bwrap"`` (kernel sandbox) or ``"audit"``/``"netns+audit"`` (unsafe).
+        check_digests: ``test#assert:digest`` of the values each executed assert reported
+            (literal operands left out), in order: compared with the reference solution's.
     """
 
     tests: list[CaseOutcome]
@@ -90,6 +101,7 @@ class SandboxResult:
     returncode: int | None = None
     duration_s: float = 0.0
     isolation: str = ""
+    check_digests: list[str] = field(default_factory=list)
 
     @property
     def n_total(self) -> int:
@@ -127,6 +139,28 @@ class SandboxResult:
         return cls(**{**data, "tests": [CaseOutcome(**t) for t in data["tests"]]})
 
 
+def allow_unsafe_no_sandbox(allowed: bool = True) -> None:
+    """Let ``run_untrusted`` fall back to the in-process audit hook where no sandbox works.
+
+    Only for a user who said so explicitly (``--unsafe-no-sandbox``): the fallback is not a
+    security boundary.
+    """
+    global _unsafe_allowed
+    _unsafe_allowed = allowed
+
+
+def default_backend() -> str:
+    """``"bwrap"`` where the kernel sandbox works, else ``"audit"`` if allowed, else raise."""
+    if sandbox_bwrap.bwrap_executable():
+        return "bwrap"
+    if _unsafe_allowed:
+        return "audit"
+    raise SandboxUnavailableError(
+        "no kernel sandbox works here (bubblewrap with user namespaces, and libseccomp); "
+        "install bubblewrap, or pass --unsafe-no-sandbox to run model-written code without one"
+    )
+
+
 def collect_test_names(test_code: str) -> list[str]:
     """Names of the module-level ``test_*`` functions in ``test_code``, in definition order."""
     tree = ast.parse(test_code)
@@ -136,6 +170,245 @@ def collect_test_names(test_code: str) -> list[str]:
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
     ]
     return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------------
+# Instrumenting the tests
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One ``assert`` of the test module, as the parent judges it."""
+
+    ops: tuple[str, ...]
+    literals: tuple[tuple[int, Any], ...]
+    line: int
+    source: str
+    required_by: str | None
+
+
+@lru_cache(maxsize=64)
+def instrument(test_code: str) -> tuple[str, tuple[_Check, ...]]:
+    """The test module with each ``assert`` reporting its operands, and the parent's checks."""
+    tree = ast.parse(test_code)
+    checks: list[_Check] = []
+    required: dict[int, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            for statement in node.body:
+                if isinstance(statement, ast.Assert):
+                    required[id(statement)] = node.name
+
+    class Rewrite(ast.NodeTransformer):
+        def visit_Assert(self, node: ast.Assert) -> ast.AST:
+            test = node.test
+            if isinstance(test, ast.Compare):
+                operands, ops = [test.left, *test.comparators], [type(o).__name__ for o in test.ops]
+            elif isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                operands, ops = [test.operand], ["not"]
+            else:
+                operands, ops = [test], ["truth"]
+            parsed = [_literal(o) for o in operands]
+            literals = tuple((i, v) for i, (ok, v) in enumerate(parsed) if ok)
+            checks.append(
+                _Check(tuple(ops), literals, node.lineno, ast.unparse(test), required.get(id(node)))
+            )
+            call = ast.Call(
+                ast.Name(CHECK_HOOK, ast.Load()),
+                [ast.Constant(len(checks) - 1), *operands],
+                [],
+            )
+            message = [node.msg] if node.msg else []
+            failure = ast.Call(ast.Name("AssertionError", ast.Load()), message, [])
+            replacement = ast.If(ast.UnaryOp(ast.Not(), call), [ast.Raise(failure, None)], [])
+            return ast.copy_location(replacement, node)
+
+    tree = ast.fix_missing_locations(Rewrite().visit(tree))
+    return ast.unparse(tree), tuple(checks)
+
+
+def _literal(node: ast.AST) -> tuple[bool, Any]:
+    """``(True, value)`` for a literal operand the parent can evaluate itself."""
+    if any(isinstance(n, ast.Name) for n in ast.walk(node)):
+        return False, None
+    try:
+        return True, ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+
+def run_untrusted(
+    code: str,
+    test_code: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    file_size_mb: int = 16,
+    open_files: int = 64,
+    tail_chars: int = 2000,
+    allow_processes: bool = False,
+    backend: str | None = None,
+) -> SandboxResult:
+    """Run ``code`` as module ``solution`` and then the ``test_*`` functions of ``test_code``.
+
+    Args:
+        code: Candidate module source (untrusted).
+        test_code: Test module source; it imports the candidate via ``from solution import ...``.
+        timeout_s: Wall-clock limit for the whole run; the CPU-time limit is derived from it.
+        memory_mb: Address-space limit of the child.
+        file_size_mb: Largest file the child may write, and the size of its whole tmpfs.
+        open_files: Most file descriptors the child may hold.
+        tail_chars: How much of stdout and stderr to keep.
+        allow_processes: Let the candidate fork and exec (inside the sandbox; a task that
+            needs subprocesses says so). Never allowed by the audit fallback.
+        backend: ``"bwrap"`` or ``"audit"``; default ``default_backend()``.
+
+    Returns:
+        The per-test outcomes as judged by the parent, output tails, timeout flag, violations.
+
+    Raises:
+        SandboxUnavailableError: No kernel sandbox, and the unsafe fallback was not allowed.
+    """
+    backend = backend or default_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sandbox backend {backend!r}")
+    names = collect_test_names(test_code)
+    tests, checks = instrument(test_code)
+    payload: dict[str, Any] = {
+        "harness": (_HERE / "sandbox_child.py").read_text(encoding="utf-8"),
+        "code": code,
+        "tests": tests,
+        "test_names": names,
+        "ops": [list(c.ops) for c in checks],
+        "limits": {
+            "cpu_s": math.ceil(timeout_s) + 1,
+            "memory_bytes": memory_mb * 2**20,
+            "file_size_bytes": file_size_mb * 2**20,
+            "open_files": open_files,
+            "processes": 64 if backend == "bwrap" else 0,
+        },
+    }
+    with contextlib.ExitStack() as stack:
+        read_end, write_end = os.pipe()
+        stack.callback(_close_quietly, read_end)
+        stack.callback(_close_quietly, write_end)
+        payload["channel_fd"] = write_end
+        fds = [write_end]
+        if backend == "bwrap":
+            command, seccomp_fd = _bwrap_command(stack, payload, file_size_mb, allow_processes)
+            fds.append(seccomp_fd)
+            cwd, isolation = None, "bwrap"
+        else:
+            workdir = tempfile.TemporaryDirectory(
+                prefix="affectlens-sandbox-", ignore_cleanup_errors=True
+            )
+            cwd = stack.enter_context(workdir)
+            payload["audit_guard"] = (_HERE / "sandbox_audit.py").read_text(encoding="utf-8")
+            prefix = _netns_prefix()
+            command = [*prefix, *_python_command()]
+            isolation = "netns+audit" if prefix else "audit"
+        out, err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+                cwd=cwd,
+                env=CHILD_ENV,
+                pass_fds=tuple(fds),
+                start_new_session=True,
+            )
+        finally:
+            _close_quietly(write_end)
+        reader = _ChannelReader(read_end)
+        timed_out = _communicate(proc, json.dumps(payload).encode(), timeout_s)
+        reader.join(timeout=5)
+        duration = time.monotonic() - started
+        stdout, stderr = (_tail(f, tail_chars) for f in (out, err))
+    return _judge(
+        names, checks, reader, proc.returncode, timed_out, timeout_s, stdout, stderr, duration,
+        isolation,
+    )
+
+
+def _bwrap_command(
+    stack: contextlib.ExitStack, payload: dict[str, Any], file_size_mb: int, allow_processes: bool
+) -> tuple[list[str], int]:
+    """The bwrap command line, and the descriptor of its seccomp filter (to be inherited)."""
+    executable = sandbox_bwrap.bwrap_executable()
+    filters = sandbox_bwrap.seccomp_filters(allow_processes)
+    if executable is None or filters is None:
+        raise SandboxUnavailableError("the bubblewrap sandbox is not available here")
+    first, second = filters
+    payload["seccomp"] = second.hex()
+    handle = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - closed by stack
+    handle.write(first)
+    handle.seek(0)
+    command = [
+        executable,
+        *sandbox_bwrap.namespace_args((file_size_mb + 1) * 2**20),
+        *sandbox_bwrap.bind_args(),
+        "--seccomp",
+        str(handle.fileno()),
+        "--",
+        *_python_command(),
+    ]
+    return command, handle.fileno()
+
+
+def _python_command() -> list[str]:
+    return [sandbox_bwrap.interpreter(), "-I", "-S", "-B", "-u", "-c", _BOOTSTRAP]
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class _ChannelReader(threading.Thread):
+    """Drains the result pipe while the child runs, keeping at most ``MAX_CHANNEL_BYTES``."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.data = bytearray()
+        self.flooded = False
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            if len(self.data) + len(chunk) > MAX_CHANNEL_BYTES:
+                self.flooded = True
+            else:
+                self.data += chunk
+
+    def events(self) -> list[dict[str, Any]]:
+        """The well-formed JSON objects of the stream; malformed or oversized lines dropped."""
+        events = []
+        for line in bytes(self.data).split(b"\n"):
+            if not line or len(line) > MAX_LINE_BYTES:
+                continue
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
 
 
 @lru_cache(maxsize=1)
@@ -149,73 +422,6 @@ def _netns_prefix() -> tuple[str, ...]:
     except (OSError, subprocess.SubprocessError):
         return ()
     return (unshare, "--net", "--") if probe.returncode == 0 else ()
-
-
-def run_untrusted(
-    code: str,
-    test_code: str,
-    *,
-    timeout_s: float = 10.0,
-    memory_mb: int = 1024,
-    file_size_mb: int = 16,
-    open_files: int = 64,
-    tail_chars: int = 2000,
-) -> SandboxResult:
-    """Run ``code`` as module ``solution`` and then the ``test_*`` functions of ``test_code``.
-
-    Args:
-        code: Candidate module source (untrusted).
-        test_code: Test module source; it imports the candidate via ``from solution import ...``.
-        timeout_s: Wall-clock limit for the whole run; the CPU-time limit is derived from it.
-        memory_mb: Address-space limit of the child.
-        file_size_mb: Largest file the child may write (stdout and stderr included).
-        open_files: Most file descriptors the child may hold.
-        tail_chars: How much of stdout and stderr to keep.
-
-    Returns:
-        The per-test outcomes, output tails, timeout flag and containment violations.
-    """
-    names = collect_test_names(test_code)
-    prefix = _netns_prefix()
-    limits = {
-        "cpu_s": math.ceil(timeout_s) + 1,
-        "memory_bytes": memory_mb * 2**20,
-        "file_size_bytes": file_size_mb * 2**20,
-        "open_files": open_files,
-    }
-    nonce = secrets.token_hex(16)
-    with contextlib.ExitStack() as stack:
-        workdir = stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="affectlens-sandbox-", ignore_cleanup_errors=True)
-        )
-        out, err, channel = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(3))
-        payload = {
-            "code": code,
-            "tests": test_code,
-            "test_names": names,
-            "channel_fd": channel.fileno(),
-            "nonce": nonce,
-            "limits": limits,
-        }
-        command = [*prefix, sys.executable, "-I", "-S", "-B", "-u", os.path.abspath(__file__)]
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            cwd=workdir,
-            env=CHILD_ENV,
-            pass_fds=(channel.fileno(),),
-            start_new_session=True,
-        )
-        timed_out = _communicate(proc, json.dumps(payload).encode(), timeout_s)
-        duration = time.monotonic() - started
-        events = _read_events(channel, nonce)
-        stdout, stderr = (_tail(f, tail_chars) for f in (out, err))
-    return _assemble(
-        names, events, proc.returncode, timed_out, timeout_s, stdout, stderr, duration, prefix
-    )
 
 
 def _communicate(proc: subprocess.Popen[bytes], payload: bytes, timeout_s: float) -> bool:
@@ -232,7 +438,7 @@ def _communicate(proc: subprocess.Popen[bytes], payload: bytes, timeout_s: float
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's process group and the child itself, then reap it."""
+    """SIGKILL the sandbox's process group and bwrap itself (the PID namespace goes with it)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.kill()
@@ -246,48 +452,73 @@ def _tail(handle: Any, n_chars: int) -> str:
     return handle.read().decode("utf-8", errors="replace")[-n_chars:]
 
 
-def _read_events(channel: Any, nonce: str) -> list[dict[str, Any]]:
-    """Parse the child's JSON lines, dropping malformed ones and any without the run's nonce."""
-    channel.seek(0)
-    events = []
-    for line in channel.read().decode("utf-8", errors="replace").splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict) and event.pop("nonce", None) == nonce:
-            events.append(event)
-    return events
+# ---------------------------------------------------------------------------------------------
+# Judging
+# ---------------------------------------------------------------------------------------------
 
 
-def _assemble(
+def _judge(
     names: list[str],
-    events: list[dict[str, Any]],
+    checks: tuple[_Check, ...],
+    reader: _ChannelReader,
     returncode: int | None,
     timed_out: bool,
     timeout_s: float,
     stdout: str,
     stderr: str,
     duration: float,
-    prefix: tuple[str, ...],
+    isolation: str,
 ) -> SandboxResult:
-    """Turn the child's event stream and exit status into a ``SandboxResult``."""
-    reported = {e["name"]: e for e in events if e.get("event") == "test" and "name" in e}
-    collection = [str(e.get("message", "")) for e in events if e.get("event") == "collect_error"]
-    violations = [str(e["message"]) for e in events if e.get("event") == "violation"]
-    finished = any(e.get("event") == "done" for e in events)
+    """Decide each test from the reported values, never from the child's own pass flags."""
+    events = reader.events()
+    violations = [str(e.get("message", ""))[:500] for e in events if e.get("k") == "violation"]
+    collection = [str(e.get("message", ""))[:4000] for e in events if e.get("k") == "collect_error"]
+    if reader.flooded:
+        violations.append("tamper: the result channel was flooded; the rest was dropped")
+    ends: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    failures: dict[str, str] = {}
+    seen: dict[str, set[int]] = {n: set() for n in names}
+    digests: list[str] = []
+    for event in events:
+        test = event.get("t")
+        if test not in ends:
+            continue
+        if event.get("k") == "end":
+            ends[test].append(event)
+        elif event.get("k") == "check":
+            cid = event.get("id")
+            if not isinstance(cid, int) or not 0 <= cid < len(checks):
+                failures.setdefault(test, "tamper: a result for an assert the tests do not have")
+                continue
+            seen[test].add(cid)
+            held, message, digest = _evaluate(checks[cid], event.get("v"))
+            digests.append(f"{test}#{cid}:{digest}")
+            if not held:
+                failures.setdefault(test, message)
     if collection:
         missing = "not run: the candidate or the test module failed to load"
     else:
         missing = "not run: the test process ended before this test finished"
-    tests = [
-        CaseOutcome(n, bool(reported[n].get("passed")), str(reported[n].get("message", "")))
-        if n in reported
-        else CaseOutcome(n, False, missing)
-        for n in names
-    ]
+    outcomes = []
+    for name in names:
+        required = [i for i, c in enumerate(checks) if c.required_by == name]
+        unreported = [checks[i].line for i in required if i not in seen[name]]
+        if not ends[name]:
+            outcomes.append(CaseOutcome(name, False, missing))
+        elif len(ends[name]) > 1:
+            outcomes.append(CaseOutcome(name, False, "tamper: more than one result for this test"))
+            violations.append(f"tamper: forged results for {name}")
+        elif not ends[name][0].get("ok"):
+            outcomes.append(CaseOutcome(name, False, str(ends[name][0].get("message", ""))[:4000]))
+        elif name in failures:
+            outcomes.append(CaseOutcome(name, False, failures[name]))
+        elif unreported:
+            message = f"the harness received no result for the assert on line {unreported[0]}"
+            outcomes.append(CaseOutcome(name, False, message))
+        else:
+            outcomes.append(CaseOutcome(name, True, ""))
     if timed_out:
-        violations.append(f"timeout: wall-clock limit of {timeout_s:g} s exceeded, group killed")
+        violations.append(f"timeout: wall-clock limit of {timeout_s:g} s exceeded, sandbox killed")
     elif returncode is not None and returncode < 0:
         sig = -returncode
         if sig == signal.SIGXCPU:
@@ -296,233 +527,51 @@ def _assemble(
             violations.append("killed: SIGKILL (memory limit or external kill)")
         else:
             violations.append(f"crash: killed by signal {sig}")
-    elif not finished:
+    elif returncode and not all(ends[n] for n in names) and not collection:
         violations.append(f"exit: the process exited early with status {returncode}")
+    elif not collection and not all(ends[n] for n in names):
+        violations.append("exit: the process exited early with status 0")
     return SandboxResult(
-        tests=tests,
+        tests=outcomes,
         collection_error="\n".join(collection),
         stdout_tail=stdout,
         stderr_tail=stderr,
         timed_out=timed_out,
-        violations=list(dict.fromkeys(violations)),
+        violations=list(dict.fromkeys(violations))[:MAX_VIOLATIONS],
         returncode=returncode,
         duration_s=duration,
-        isolation="netns+audit" if prefix else "audit",
+        isolation=isolation,
+        check_digests=digests,
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Child side: everything below runs inside the sandboxed process.
-# ---------------------------------------------------------------------------------------------
-
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_READABLE_DEVICES = ("/dev/null", "/dev/urandom", "/dev/zero")
-_PROCESS_EVENTS = {
-    "os.fork": "process: fork blocked",
-    "os.forkpty": "process: fork blocked",
-    "os.system": "process: os.system blocked",
-    "subprocess.Popen": "process: subprocess blocked",
-    "os.exec": "process: exec blocked",
-    "os.spawn": "process: spawn blocked",
-    "os.posix_spawn": "process: spawn blocked",
-    "os.kill": "process: signal to a process blocked",
-    "os.killpg": "process: signal to a process blocked",
-    "signal.pthread_kill": "process: signal to a process blocked",
-    "resource.setrlimit": "limits: changing resource limits blocked",
-    "resource.prlimit": "limits: changing resource limits blocked",
-    "gc.get_objects": "tamper: gc introspection blocked",
-    "gc.get_referrers": "tamper: gc introspection blocked",
-    "gc.get_referents": "tamper: gc introspection blocked",
-}
-# Path-taking events and the positions of their path arguments that must stay in the sandbox.
-_PATH_EVENTS = {
-    "os.chdir": (0,),
-    "os.chmod": (0,),
-    "os.chown": (0,),
-    "os.link": (0, 1),
-    "os.mkdir": (0,),
-    "os.mkfifo": (0,),
-    "os.mknod": (0,),
-    "os.remove": (0,),
-    "os.rename": (0, 1),
-    "os.rmdir": (0,),
-    "os.symlink": (1,),
-    "os.truncate": (0,),
-    "os.utime": (0,),
-    "os.setxattr": (0,),
-    "os.removexattr": (0,),
-    "shutil.rmtree": (0,),
-}
-_LISTING_EVENTS = ("os.listdir", "os.scandir")
-_BLOCKED_IMPORTS = {
-    "_ctypes": "tamper: ctypes blocked",
-    "_posixsubprocess": "process: subprocess blocked",
-}
-
-
-def _child_main() -> None:
-    """Entry point of the sandboxed child process."""
-    payload = json.loads(sys.stdin.buffer.read())
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    channel_fd, nonce = int(payload["channel_fd"]), str(payload["nonce"])
-
-    def emit(event: dict[str, Any]) -> None:
-        os.write(channel_fd, (json.dumps({**event, "nonce": nonce}) + "\n").encode())
-
-    _apply_limits(payload["limits"])
-    workdir = os.path.realpath(os.getcwd())
-    _install_guard(workdir, channel_fd, emit)
-    _run_tests(payload["code"], payload["tests"], payload["test_names"], workdir, emit)
-    emit({"event": "done"})
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _apply_limits(limits: dict[str, int]) -> None:
-    """Set the child's rlimits (RLIMIT_NPROC only binds for non-root users)."""
-    import resource
-
-    cpu = limits["cpu_s"]
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size_bytes"],) * 2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"],) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def _install_guard(workdir: str, channel_fd: int, emit: Callable[[dict[str, Any]], None]) -> None:
-    """Install the audit hook that contains the candidate; see the module docstring."""
-    import _posixsubprocess
-    import sysconfig
-
-    paths = sysconfig.get_paths()
-    readonly = tuple(
-        {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib")} | {"/usr/share/zoneinfo"}
-    )
-    denied = tuple({os.path.realpath(paths[k]) for k in ("purelib", "platlib")})
-    seen: set[str] = set()
-
-    def refuse(message: str) -> PermissionError:
-        if message not in seen and len(seen) < MAX_VIOLATIONS:
-            seen.add(message)
-            emit({"event": "violation", "message": message})
-        return PermissionError(f"sandbox: {message}")
-
-    def inside(path: str, roots: tuple[str, ...]) -> bool:
-        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-    def resolve(path: Any) -> str | None:
-        if path is None:
-            return os.getcwd()
-        if isinstance(path, int):
-            return None
-        return os.path.realpath(os.fsdecode(path))
-
-    def check_open(path: Any, mode: Any, flags: Any) -> None:
-        if isinstance(path, int):
-            if path == channel_fd:
-                raise refuse("tamper: opening the harness channel blocked")
-            return
-        real = resolve(path) or ""
-        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-            isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
-        )
-        if inside(real, (workdir,)) or real == os.devnull:
-            return
-        library = inside(real, readonly) and not inside(real, denied)
-        if not writing and (real in _READABLE_DEVICES or library):
-            return
-        raise refuse(f"fs: {'write' if writing else 'open'} outside sandbox {real}")
-
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "open":
-            check_open(*args[:3])
-        elif event.startswith("socket."):
-            raise refuse("network: socket blocked")
-        elif event.startswith("ctypes."):
-            raise refuse("tamper: ctypes blocked")
-        elif event in _PROCESS_EVENTS:
-            raise refuse(_PROCESS_EVENTS[event])
-        elif event in _PATH_EVENTS:
-            for i in _PATH_EVENTS[event]:
-                real = resolve(args[i])
-                if real is not None and not inside(real, (workdir,)):
-                    raise refuse(f"fs: {event} outside sandbox {real}")
-        elif event in _LISTING_EVENTS:
-            real = resolve(args[0])
-            if real is not None and not inside(real, (workdir, *readonly)):
-                raise refuse(f"fs: {event} outside sandbox {real}")
-        elif event == "import" and args[0] in _BLOCKED_IMPORTS:
-            raise refuse(_BLOCKED_IMPORTS[args[0]])
-
-    def blocked_fork_exec(*_args: Any, **_kwargs: Any) -> None:
-        raise refuse("process: subprocess blocked")
-
-    _posixsubprocess.fork_exec = blocked_fork_exec
-    sys.addaudithook(hook)
-
-
-def _run_tests(
-    code: str, tests: str, names: list[str], workdir: str, emit: Callable[[dict[str, Any]], None]
-) -> None:
-    """Load the candidate and the test module in memory, then run each named test."""
-    import linecache
-    import traceback
-    import types
-
-    harness = os.path.abspath(__file__)
-    # Tracebacks through the guard must not make linecache read the harness file.
-    linecache.cache[harness] = (0, None, [], harness)
-    sys.path.insert(0, workdir)
-
-    def own(filename: str) -> bool:
-        """Whether a traceback frame is the candidate's or the tests' (not stdlib/harness)."""
-        return not os.path.isabs(filename) or filename.startswith(workdir + "/")
-
-    def describe(exc: BaseException) -> str:
-        if isinstance(exc, MemoryError):
-            emit({"event": "violation", "message": "memory limit: allocation refused"})
-        elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
-            emit({"event": "violation", "message": "fs: file size limit exceeded"})
-        report = traceback.TracebackException.from_exception(exc, lookup_lines=False)
-        for part in (report, report.__cause__, report.__context__):
-            if part is not None:
-                frames = [f for f in part.stack if own(f.filename)]
-                part.stack = traceback.StackSummary.from_list(frames)
-        text = "".join(report.format())
-        return text if len(text) <= MAX_MESSAGE_CHARS else "[...]\n" + text[-MAX_MESSAGE_CHARS:]
-
-    def load(name: str, source: str) -> types.ModuleType:
-        filename = f"{name}.py"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        module = types.ModuleType(name)
-        module.__file__ = os.path.join(workdir, filename)
-        sys.modules[name] = module
-        exec(compile(source, filename, "exec"), module.__dict__)
-        return module
-
+def _evaluate(check: _Check, raw: Any) -> tuple[bool, str, str]:
+    """``(held, failure message, digest of the reported non-literal values)`` for one assert."""
+    where = f"AssertionError: assert {check.source} (line {check.line})"
+    literal = dict(check.literals)
+    n_operands = 1 if check.ops[0] in ("truth", "not") else len(check.ops) + 1
+    if not isinstance(raw, list) or len(raw) != n_operands:
+        return False, f"{where}: malformed result", "malformed"
+    reported = [v for i, v in enumerate(raw) if i not in literal]
+    digest = hashlib.sha256(json.dumps(reported, sort_keys=True).encode()).hexdigest()[:16]
     try:
-        load(SOLUTION_MODULE, code)
-        test_module = load(TEST_MODULE, tests)
-    except BaseException as exc:  # noqa: BLE001 - the candidate may raise anything
-        emit({"event": "collect_error", "message": describe(exc)})
-        return
-    for name in names:
-        test = test_module.__dict__.get(name)
-        if not callable(test):
-            emit({"event": "test", "name": name, "passed": False, "message": "test removed"})
-            continue
-        try:
-            test()
-        except BaseException as exc:  # noqa: BLE001 - SystemExit and skips count as failures
-            emit({"event": "test", "name": name, "passed": False, "message": describe(exc)})
+        values = [literal[i] if i in literal else decode(v) for i, v in enumerate(raw)]
+        if check.ops == ("truth",):
+            held = bool(values[0])
+        elif check.ops == ("not",):
+            held = not values[0]
         else:
-            emit({"event": "test", "name": name, "passed": True, "message": ""})
+            held = all(
+                _compare(op, a, b) for op, a, b in zip(check.ops, values, values[1:], strict=False)
+            )
+    except (ValueError, TypeError, RecursionError, AttributeError) as exc:
+        return False, f"{where}: the harness could not check the value ({exc})", digest
+    if held:
+        return True, "", digest
+    shown = ", ".join(_short(v) for i, v in enumerate(values) if i not in literal)
+    return False, f"{where}: got {shown}", digest
 
 
-if __name__ == "__main__":
-    _child_main()
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, Opaque) else str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
