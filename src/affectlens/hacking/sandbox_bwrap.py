@@ -9,7 +9,8 @@ Each run gets new user, PID, mount, network, IPC, UTS and cgroup namespaces, run
   small private ``/dev/shm``;
 * one size-limited tmpfs, ``/tmp``, its working directory and the only writable place.
 
-No host ``/proc``, home, project tree or environment is visible. ``--die-with-parent`` and the
+No host ``/proc``, home, project tree or environment is visible (only the empty directories
+leading to the interpreter's own files, e.g. ``/root/.pyenv/...``). ``--die-with-parent`` and the
 PID namespace make sure nothing outlives the run: when the namespace's init dies, the kernel
 kills every process in it. Two seccomp filters refuse what no test needs: the first (loaded by
 bwrap) refuses ``ptrace``, ``mount``, ``setns``, ``unshare``, ``bpf``, ``keyctl``, ``kexec_*``,
@@ -119,7 +120,6 @@ def namespace_args(tmpfs_bytes: int) -> list[str]:
         WORKDIR,
         "--chdir",
         WORKDIR,
-        "--clearenv",
     ]
 
 
