@@ -11,13 +11,18 @@ import hashlib
 import importlib
 import itertools
 import json
+import os
 import socket
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from affectlens.cli import main
+from affectlens.errors import AffectlensError
 from affectlens.models.packs import PACKS, OfflinePack
 from affectlens.vectors import EmotionVectors
 from conftest import build_emotion_vectors
@@ -163,7 +168,10 @@ def test_bad_corpus(emo_model_dir, inputs, out, tmp_path, capsys, corpus_kind, m
 
 @pytest.mark.parametrize(
     ("emotions", "message"),
-    [("happy,bored", "no stories for: bored"), (" , ", "--emotions names no emotion")],
+    [
+        ("happy,bored", "no stories for 'bored' in the corpus"),
+        (" , ", "--emotions names no emotion"),
+    ],
 )
 def test_emotions_option(emo_model_dir, inputs, out, tmp_path, capsys, emotions, message):
     _, corpus, neutral = inputs
@@ -373,3 +381,206 @@ def test_corrupt_or_foreign_vectors_file(emo_model, tmp_path, capsys, command, k
     assert not out.exists()
     assert (path.read_bytes() if path.is_file() else None) == before  # calibrate: untouched
     assert sorted(p.name for p in folder.iterdir()) == ([path.name] if kind != "missing" else [])
+
+
+# --- outputs that cannot be written: refused before any work starts ---
+
+
+def _unwritable_folder(tmp_path) -> Path:
+    """A folder this process cannot create files in, honestly, also as root.
+
+    Root ignores permission bits, so a ``chmod 555`` folder is writable for it (and the
+    command would then succeed): as root, use sysfs's top folder, which refuses new files even
+    to root.
+    """
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    folder = Path("/sys")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder)
+    except OSError:
+        return folder
+    os.close(handle)
+    os.unlink(probe)
+    pytest.skip("no folder here refuses new files to root")
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if the command gets as far as loading a model: the check must come first."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the output path must be checked before the model loads")
+
+    monkeypatch.setattr("affectlens.models.loading.load_model", refuse)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("read-only folder", "cannot be written"),
+        ("new subfolder of a read-only folder", "cannot be written (its nearest existing folder"),
+        ("under a file", "/dev/null is not a folder"),
+        ("an existing folder", "is a folder; name a file in it"),
+    ],
+)
+@pytest.mark.parametrize("command", ["extract", "export-control-vector", "corpus generate"])
+def test_unwritable_output_fails_before_any_work(
+    command, where, message, inputs, emo_model, tmp_path, capsys, no_model_load
+):
+    _, corpus, neutral = inputs
+    suffix = {"extract": "v.safetensors", "export-control-vector": "calm.gguf"}.get(
+        command, "stories.jsonl"
+    )
+    if where == "read-only folder":
+        target = _unwritable_folder(tmp_path) / suffix
+    elif where == "new subfolder of a read-only folder":
+        target = _unwritable_folder(tmp_path) / "new" / "deeper" / suffix
+    elif where == "under a file":
+        target = Path("/dev/null") / suffix
+    else:
+        target = tmp_path / "existing" / suffix
+        target.mkdir(parents=True)
+    vectors = build_emotion_vectors(emo_model, emotions=["calm", "afraid"])
+    vectors_path = vectors.save(tmp_path / "in" / "emo.safetensors")
+    argv = {
+        "extract": extract_argv("unused-model", corpus, neutral, target),
+        "export-control-vector": [
+            "export-control-vector", "--vectors", str(vectors_path), "--emotion", "calm",
+            "--out", str(target),
+        ],
+        "corpus generate": [
+            "corpus", "generate", "--emotions", "calm", "--per-emotion", "1", "--out", str(target),
+        ],
+    }[command]  # fmt: skip
+    assert main(argv) == 2
+    error = one_error(capsys)
+    assert error.startswith(f"error: --out {target}") and message in error
+    assert not (target.is_file() or target.with_name(target.name + ".partial").exists())
+
+
+@pytest.mark.parametrize("folder_command", ["validate", "experiment dose"])
+def test_unwritable_report_folder_fails_before_any_work(
+    folder_command, emo_model, tmp_path, capsys, no_model_load
+):
+    vectors_path = build_emotion_vectors(emo_model, emotions=["calm", "afraid"]).save(
+        tmp_path / "emo.safetensors"
+    )
+    target = Path("/dev/null") / "report"
+    argv = [*folder_command.split(), "--vectors", str(vectors_path), "--out", str(target)]
+    assert main(argv) == 2
+    assert "/dev/null is not a folder" in one_error(capsys)
+
+
+# --- devices ---
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("tpu9", "unknown device 'tpu9': use cpu, cuda, cuda:N or mps"),
+        ("cuda", "cannot use device 'cuda'"),
+        ("cuda:7", "cannot use device 'cuda:7'"),
+    ],
+)
+def test_unusable_device_is_one_line(device, message, emo_model_dir, inputs, out, tmp_path, capsys):
+    if device.startswith("cuda") and torch.cuda.device_count() > int(device.partition(":")[2] or 0):
+        pytest.skip(f"this machine has {device}")
+    _, corpus, neutral = inputs
+    assert main(extract_argv(emo_model_dir, corpus, neutral, out, "--device", device)) == 2
+    error = one_error(capsys)
+    assert message in error
+    assert_no_output(out, tmp_path)
+
+
+# --- a misspelt model with no network: said at once ---
+
+
+def test_misspelt_model_without_a_route_fails_at_once(monkeypatch, inputs, out, tmp_path, capsys):
+    """Hub mode on but no route (sockets refuse): no minute of retries, the packs suggested."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    _, corpus, neutral = inputs
+    started = time.monotonic()
+    assert main(extract_argv("qwen2.5-coder-0.5b-instruc", corpus, neutral, out)) == 2
+    assert time.monotonic() - started < 15
+    error = one_error(capsys)
+    assert "cannot load model 'qwen2.5-coder-0.5b-instruc'" in error
+    assert "the hub cannot be reached" in error
+    assert "did you mean qwen2.5-coder-0.5b-instruct?" in error
+    assert all(name in error for name in PACKS)
+    assert_no_output(out, tmp_path)
+
+
+def test_misspelt_model_with_the_hub_switched_off(inputs, out, tmp_path, capsys):
+    _, corpus, neutral = inputs
+    assert main(extract_argv("gemma-3-270", corpus, neutral, out)) == 2
+    error = one_error(capsys)
+    assert "the hub is switched off (HF_HUB_OFFLINE)" in error and "gemma-3-270m" in error
+
+
+def test_model_path_that_does_not_exist(inputs, out, tmp_path, capsys):
+    _, corpus, neutral = inputs
+    missing = tmp_path / "models" / "mine"
+    assert main(extract_argv(missing, corpus, neutral, out)) == 2
+    assert f"cannot load model '{missing}': no such file or folder" in one_error(capsys)
+
+
+# --- emotion names ---
+
+
+def test_misspelt_emotion_suggests_the_right_one(emo_model_dir, inputs, out, tmp_path, capsys):
+    _, corpus, neutral = inputs
+    assert main(extract_argv(emo_model_dir, corpus, neutral, out, "--emotions", "hapy")) == 2
+    assert one_error(capsys) == ("error: no stories for 'hapy' in the corpus; did you mean happy?")
+    assert_no_output(out, tmp_path)
+
+
+def test_clam_means_calm_and_at_ease_is_the_story_files_name(emo_model, tmp_path, capsys):
+    from affectlens.cli.options import parse_emotions
+
+    known = ["calm", "at ease", "afraid"]
+    with pytest.raises(AffectlensError, match="did you mean calm"):
+        parse_emotions("clam", known, "--emotions")
+    assert parse_emotions("at_ease,Calm", known, "--emotions") == ["at ease", "calm"]
+    vectors = build_emotion_vectors(emo_model, emotions=known)
+    path = vectors.save(tmp_path / "emo.safetensors")
+    out = tmp_path / "at_ease.gguf"
+    argv = ["export-control-vector", "--vectors", str(path), "--emotion", "at_ease"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert out.is_file()
+    assert main([*argv[:-1], "clam", "--out", str(out)]) == 2
+    assert one_error(capsys) == "error: unknown emotion 'clam'; did you mean calm?"
+
+
+def test_extract_accepts_at_ease_for_the_at_ease_stories(emo_model_dir, inputs, tmp_path, capsys):
+    _, _, neutral = inputs
+    WORDS["at ease"] = "loose warm slow easy soft settled"
+    try:
+        records = story_records(emotions=["at ease", "afraid"])
+    finally:
+        del WORDS["at ease"]
+    corpus = write_jsonl(tmp_path / "in" / "ease.jsonl", records)
+    out = tmp_path / "out" / "ease.safetensors"
+    argv = extract_argv(emo_model_dir, corpus, neutral, out, "--emotions", "at_ease,afraid")
+    assert main([*argv, "--layers", "1", "--no-calibrate"]) == 0
+    assert EmotionVectors.load(out).emotions == ["at ease", "afraid"]
+
+
+# --- corpus generate that keeps nothing ---
+
+
+def test_generate_that_accepts_nothing_leaves_no_file(emo_model_dir, tmp_path, capsys):
+    """A tiny random model's few tokens are never a story: an error line and no empty file."""
+    out = tmp_path / "stories" / "new.jsonl"
+    argv = ["corpus", "generate", "--emotions", "calm", "--per-emotion", "1", "--out", str(out)]
+    argv += ["--model", str(emo_model_dir), "--max-new-tokens", "3", "--max-attempts", "1"]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "no story was accepted, so nothing was written" in one_error(capsys)
+    assert not out.exists()

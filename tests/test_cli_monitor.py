@@ -10,9 +10,9 @@ import pytest
 
 from affectlens.calibration import calibrate
 from affectlens.cli import main
-from affectlens.monitor import monitor
+from affectlens.monitor import monitor, user_turn
 from affectlens.vectors import EmotionVectors
-from conftest import build_emotion_vectors, build_loaded
+from conftest import build_emotion_vectors, build_loaded, build_tiny_tokenizer
 
 TRANSCRIPT = [
     {"role": "user", "content": "I lost my keys."},
@@ -57,10 +57,43 @@ class _Spans(HTMLParser):
 
 
 def test_monitor_text_prints_tokens_and_readout(vectors_file, capsys):
+    """A chat model reads a --text as a user turn, at the assistant-turn token, by default."""
     assert main(["monitor", "--vectors", str(vectors_file), "--text", "I am so happy"]) == 0
     out = capsys.readouterr().out
-    assert "I am so happy" in out
-    assert "last token" in out and "score (z)" in out
+    assert "I am so happy" in out and "<|assistant|>" in out
+    assert "assistant-turn token" in out and "score (z)" in out
+
+
+def test_monitor_text_readout_choices_pick_the_token_read(vectors_file, emo_model, capsys):
+    base = ["monitor", "--vectors", str(vectors_file), "--text", "I am so happy", "--units", "raw"]
+    vectors = EmotionVectors.load(vectors_file)
+    assert main([*base, "--readout", "text"]) == 0
+    out = capsys.readouterr().out
+    assert "last token" in out and "<|assistant|>" not in out
+    plain = monitor(emo_model, vectors, "I am so happy", units="raw")
+    assert f"(#{len(plain.tokens) - 1}," in out
+    assert main([*base, "--readout", "chat"]) == 0
+    out = capsys.readouterr().out
+    chat = monitor(emo_model, vectors, user_turn("I am so happy"), units="raw")
+    assert f"assistant-turn token (#{chat.readout_position()}," in out
+    assert chat.readout_position() == chat.assistant_positions[-1]
+
+
+def test_monitor_defaults_to_the_text_readout_without_a_chat_template(
+    vectors_file, emo_model, tmp_path, capsys
+):
+    base_model = tmp_path / "base"
+    emo_model.model.save_pretrained(base_model)
+    build_tiny_tokenizer(chat_template=False).save_pretrained(base_model)
+    argv = ["monitor", "--vectors", str(vectors_file), "--model", str(base_model)]
+    assert main([*argv, "--text", "I am so happy"]) == 0
+    assert "last token" in capsys.readouterr().out
+
+
+def test_monitor_chat_refuses_the_text_readout(vectors_file, transcript, capsys):
+    argv = ["monitor", "--vectors", str(vectors_file), "--chat", str(transcript)]
+    assert main([*argv, "--readout", "text"]) == 2
+    assert "a --chat transcript is read at its assistant turn" in _error(capsys)
 
 
 def test_monitor_chat_writes_a_self_contained_heatmap(

@@ -441,4 +441,4 @@ def test_cli_check_invalid_json_names_the_line(tmp_path, capsys):
 
 def test_cli_check_unknown_only_emotion(capsys):
     assert main(["corpus", "check", "--only", "afraid,afriad"]) == 2
-    assert one_error_line(capsys) == "error: unknown emotion(s): afriad"
+    assert one_error_line(capsys) == "error: unknown emotion 'afriad'; did you mean afraid?"

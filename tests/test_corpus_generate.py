@@ -352,7 +352,7 @@ def no_model(monkeypatch):
 @pytest.mark.parametrize(
     ("emotions", "per_emotion", "message"),
     [
-        ("afraid,afriad", "2", "error: unknown emotion(s): afriad"),
+        ("afraid,afriad", "2", "error: unknown emotion 'afriad'; did you mean afraid?"),
         (" , ", "2", "error: --emotions names no emotion"),
         ("afraid", "0", "error: --per-emotion must be at least 1"),
     ],

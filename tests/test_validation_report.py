@@ -113,7 +113,7 @@ def test_cli_writes_report_with_every_section(tmp_path, artifact, capsys):
     # a second run replaces the folder atomically
     assert main([*argv, "--layer", "0"]) == 0
     again = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert again["results"]["layer"] == 0 and "--layer 0" in again["command"]
+    assert again["results"]["layer"] == 0 and "--layers 0" in again["command"]
 
 
 def test_validate_classifies_text_means_it_planted(tmp_path, emo_model):

@@ -29,6 +29,15 @@ from affectlens.vectors import EmotionVectors
 Content = str | list[dict]
 
 
+def user_turn(text: str) -> list[Message]:
+    """A plain text as a one-message user turn, so it is read where the paper reads.
+
+    Monitoring it reads at the token where the chat template opens the assistant's reply,
+    instead of at the text's last token.
+    """
+    return [{"role": "user", "content": text}]
+
+
 @dataclass(frozen=True)
 class MessageSpan:
     """Tokens ``[start, end)`` of one message (role ``text`` for plain text)."""

@@ -35,7 +35,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``chat`` command."""
     parser = commands.add_parser("chat", help="chat with the model and watch its emotions")
     add_vector_options(parser)
-    parser.add_argument("--system", help="a system message opening the conversation")
+    parser.add_argument(
+        "--system", help="a system message opening the conversation (default: none)"
+    )
     add_units_option(parser)
     parser.add_argument("--top-k", type=int, default=3, help="emotions shown per reply")
     add_steering_options(parser)

@@ -20,7 +20,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = corpus.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="validate a story corpus (default: the shipped one)")
     check.add_argument("path", nargs="?", type=Path, help="a JSONL file or a folder of them")
-    check.add_argument("--only", help="comma-separated emotions whose quota to check")
+    check.add_argument(
+        "--only", help="comma-separated emotions whose quota to check (default: all)"
+    )
     check.add_argument("--quiet", action="store_true", help="print problems and the summary only")
     check.set_defaults(handler=_check)
     _register_generate(actions)
@@ -35,9 +37,11 @@ def _register_generate(actions: argparse._SubParsersAction) -> None:
     gen.add_argument("--per-emotion", type=int, required=True, help="stories wanted per emotion")
     gen.add_argument("--out", type=Path, required=True, help="JSONL file to append to (resumes)")
     add_model_option(gen, DEFAULT_PACK)
-    gen.add_argument("--split", choices=("train", "test"), default="train")
-    gen.add_argument("--max-new-tokens", type=int, default=220)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--split", choices=("train", "test"), default="train", help="split the stories join"
+    )
+    gen.add_argument("--max-new-tokens", type=int, default=220, help="token budget per story")
+    gen.add_argument("--seed", type=int, default=0, help="seed for sampling")
     gen.add_argument("--temperature", type=float, default=0.9, help="0 means greedy")
     gen.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
     gen.add_argument("--max-attempts", type=int, default=4, help="candidates per story slot")
@@ -45,21 +49,17 @@ def _register_generate(actions: argparse._SubParsersAction) -> None:
     gen.set_defaults(handler=_generate)
 
 
-def _parse_emotions(value: str | None, known: dict) -> list[str] | None:
-    if value is None:
-        return None
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise AffectlensError(f"unknown emotion(s): {', '.join(unknown)}")
-    return names
+def _parse_emotions(value: str | None, known: dict, flag: str) -> list[str] | None:
+    from affectlens.cli.options import parse_emotions
+
+    return None if value is None else parse_emotions(value, known, flag)
 
 
 def _check(args: argparse.Namespace) -> int:
     concepts = load_concepts()
     if not concepts:
         raise AffectlensError("no concept files found in the package data")
-    emotions = _parse_emotions(args.only, concepts)
+    emotions = _parse_emotions(args.only, concepts, "--only")
     stories = load_stories(args.path or default_stories_path())
     if emotions is not None:
         stories = [s for s in stories if s.emotion in emotions or s.emotion not in concepts]
@@ -82,19 +82,38 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from affectlens.cli.options import load_model_from_args
-    from affectlens.corpus.generate import LocalModelBackend, generate_stories, summary_lines
+    from affectlens.cli.options import check_writable, load_model_from_args
+    from affectlens.corpus.generate import summary_lines
 
     concepts = load_concepts()
-    emotions = _parse_emotions(args.emotions, concepts) or []
-    if not emotions:
-        raise AffectlensError("--emotions names no emotion")
+    emotions = _parse_emotions(args.emotions, concepts, "--emotions") or []
     if args.per_emotion < 1:
         raise AffectlensError("--per-emotion must be at least 1")
+    check_writable(args.out, "--out")
+    existed = args.out.exists()
     model = load_model_from_args(args, args.model)
-    reports = generate_stories(
+    try:
+        reports = _generate_into(args, model, [concepts[name] for name in emotions])
+    finally:
+        if not existed and args.out.is_file() and args.out.stat().st_size == 0:
+            args.out.unlink()  # nothing was accepted (or the run stopped first): no empty file
+    for line in summary_lines(reports):
+        print(line)
+    if not any(r.accepted for r in reports) and any(r.missing for r in reports):
+        raise AffectlensError(
+            "no story was accepted, so nothing was written; see the rejections above "
+            "(more --max-attempts, another --seed or --temperature may help)"
+        )
+    return 1 if any(r.missing for r in reports) else 0
+
+
+def _generate_into(args: argparse.Namespace, model, concepts: list) -> list:
+    """``generate_stories`` with the command's options; the reports per emotion."""
+    from affectlens.corpus.generate import LocalModelBackend, generate_stories
+
+    return generate_stories(
         LocalModelBackend(model),
-        [concepts[name] for name in emotions],
+        concepts,
         args.out,
         per_emotion=args.per_emotion,
         split=args.split,
@@ -105,6 +124,3 @@ def _generate(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         progress=not args.no_progress,
     )
-    for line in summary_lines(reports):
-        print(line)
-    return 1 if any(r.missing for r in reports) else 0

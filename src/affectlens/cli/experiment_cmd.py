@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from affectlens.cli.options import add_model_option
+from affectlens.cli.options import add_model_option, check_writable, parse_emotions
 from affectlens.cli.vector_options import (
     add_units_option,
     load_fitting_model,
@@ -38,10 +38,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     dose = experiments.add_parser("dose", help="emotion readouts against a dose in the prompt")
     _common(dose)
-    dose.add_argument("--templates", type=Path, help="YAML/JSON: name -> text with {X}")
-    dose.add_argument("--emotions", default="afraid,calm", help="comma-separated")
-    dose.add_argument("--values", help="comma-separated X values (default 250…32000)")
-    dose.add_argument("--out", type=Path, default=Path("runs/dose"))
+    dose.add_argument(
+        "--templates",
+        type=Path,
+        help="YAML/JSON: name -> text with {X} (default: the shipped Tylenol and water ones)",
+    )
+    dose.add_argument("--emotions", default="afraid,calm", help="comma-separated emotions read")
+    dose.add_argument("--values", help="comma-separated X values (default: 250…32000)")
+    dose.add_argument("--out", type=Path, default=Path("runs/dose"), help="results folder")
     dose.set_defaults(handler=_dose)
 
     hack = experiments.add_parser("reward-hacking", help="impossible coding tasks and steering")
@@ -50,11 +54,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--steer",
         action="append",
         default=[],
-        help="EMOTION=LOW:HIGH:N or EMOTION=ALPHA (repeatable; default: unsteered)",
+        metavar="EMOTION=ALPHA",
+        help="steering setting(s) to run, e.g. desperate=0.1, or a sweep "
+        "EMOTION=START:STOP:COUNT such as desperate=0:0.2:3 (repeatable; default: unsteered)",
     )
     hack.add_argument("--tasks", help="comma-separated task ids (default: all impossible)")
     hack.add_argument("--rollouts", type=int, default=4, help="seeded rollouts per task and α")
-    hack.add_argument("--max-attempts", type=int, default=6)
+    hack.add_argument("--max-attempts", type=int, default=6, help="tries per rollout")
     hack.add_argument(
         "--rejudge",
         action="store_true",
@@ -63,27 +69,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     hack.add_argument(
         "--readouts",
         help="more emotions to read at each attempt, comma-separated (desperate, calm and "
-        "frustrated are always read where the vectors have them)",
+        "frustrated are always read where the vectors have them; default: only those)",
     )
-    hack.add_argument("--max-new-tokens", type=int, default=256)
-    hack.add_argument("--batch-size", type=int, default=8)
-    hack.add_argument("--out", type=Path, default=Path("runs/reward-hacking"))
+    hack.add_argument("--max-new-tokens", type=int, default=256, help="token budget per try")
+    hack.add_argument("--batch-size", type=int, default=8, help="rollouts generated together")
+    hack.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/reward-hacking"),
+        help="results folder (its rollouts.jsonl is resumed)",
+    )
     hack.set_defaults(handler=_reward_hacking)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vectors", type=Path, required=True)
+    parser.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
     add_model_option(parser, None)
     parser.add_argument("--layers", help="readout/steering layers (default: the artifact's)")
     add_units_option(parser)
 
 
 def _dose(args: argparse.Namespace) -> int:
+    check_writable(args.out, "--out", folder=True)
     templates = load_templates(args.templates)
-    emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
     vectors = EmotionVectors.load(args.vectors)
-    for emotion in emotions:
-        vectors.emotion_index(emotion)
+    emotions = parse_emotions(args.emotions, vectors.emotions, "--emotions")
     try:
         values = tuple(float(v) for v in args.values.split(",")) if args.values else None
     except ValueError:
@@ -120,6 +130,7 @@ def _task(task_id: str):
 def _reward_hacking(args: argparse.Namespace) -> int:
     if args.rollouts < 1 or args.max_attempts < 1 or args.max_new_tokens < 1:
         raise AffectlensError("--rollouts, --max-attempts and --max-new-tokens must be positive")
+    check_writable(args.out, "--out", folder=True)
     vectors = EmotionVectors.load(args.vectors)
     sweeps = [parse_sweep(spec, vectors) for spec in args.steer or ["desperate=0"]]
     settings = [(emotion, alpha) for emotion, alphas in sweeps for alpha in alphas]

@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from affectlens.calibration import calibrate
-from affectlens.cli.options import add_model_option, load_model_from_args, parse_layers
+from affectlens.cli.options import (
+    add_model_option,
+    check_writable,
+    load_model_from_args,
+    parse_emotions,
+    parse_layers,
+    resolve_emotion,
+)
 from affectlens.cli.vector_options import load_fitting_model
 from affectlens.control_vector import export_control_vector
 from affectlens.corpus.stories import load_neutral, load_stories
@@ -36,12 +43,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     extract.add_argument("--neutral", type=Path, help="neutral JSONL (default: shipped)")
     extract.add_argument("--out", type=Path, required=True, help="output .safetensors path")
     extract.add_argument("--layers", help="e.g. 6,10 or 4-12 (default: all)")
-    extract.add_argument("--batch-size", type=int, default=8)
-    extract.add_argument("--max-stories", type=int, help="cap on train stories per emotion")
-    extract.add_argument("--emotions", help="comma-separated subset of emotions")
+    extract.add_argument("--batch-size", type=int, default=8, help="texts per forward pass")
+    extract.add_argument(
+        "--max-stories", type=int, help="cap on train stories per emotion (default: no cap)"
+    )
+    extract.add_argument(
+        "--emotions", help="comma-separated subset of emotions (default: all in the corpus)"
+    )
     extract.add_argument("--start-token", type=int, default=20, help="first token averaged")
-    extract.add_argument("--neutral-variance", type=float, default=0.5)
-    extract.add_argument("--checkpoint-every", type=int, default=20, help="batches")
+    extract.add_argument(
+        "--neutral-variance",
+        type=float,
+        default=0.5,
+        help="share of neutral-text variance whose directions are projected out, in (0, 1]",
+    )
+    extract.add_argument(
+        "--checkpoint-every", type=int, default=20, help="batches between checkpoints"
+    )
     extract.add_argument("--no-calibrate", action="store_true", help="skip readout calibration")
     extract.add_argument("--resume", action="store_true", help="continue an interrupted run")
     extract.set_defaults(handler=_extract)
@@ -49,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     calib = commands.add_parser(
         "calibrate", help="(re)compute readout calibration of a vectors file in place"
     )
-    calib.add_argument("--vectors", type=Path, required=True)
+    calib.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
     add_model_option(calib, None)
     calib.add_argument("--corpus", type=Path, help="story JSONL or folder (default: shipped)")
     calib.add_argument("--neutral", type=Path, help="neutral JSONL (default: shipped)")
@@ -61,11 +79,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     control = commands.add_parser(
         "export-control-vector", help="write one emotion as a llama.cpp control vector"
     )
-    control.add_argument("--vectors", type=Path, required=True)
-    control.add_argument("--emotion", required=True)
-    control.add_argument("--alpha", type=float, default=0.1)
-    control.add_argument("--layers", help="default: all layers in the artifact from 1 on")
-    control.add_argument("--out", type=Path, required=True)
+    control.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
+    control.add_argument("--emotion", required=True, help="the emotion to export")
+    control.add_argument(
+        "--alpha", type=float, default=0.1, help="strength, as a fraction of the residual norm"
+    )
+    control.add_argument(
+        "--layers", help="e.g. 6,10 or 4-12 (default: all layers in the artifact from 1 on)"
+    )
+    control.add_argument("--out", type=Path, required=True, help="output .gguf path")
     control.set_defaults(handler=_export)
 
 
@@ -89,14 +111,12 @@ def _extract(args: argparse.Namespace) -> int:
     wanted_layers = parse_layers(args.layers)
     if wanted_layers is not None and not wanted_layers:
         raise AffectlensError("--layers names no layer")
+    check_writable(args.out, "--out")
     stories = load_stories(args.corpus)
-    if args.emotions:
-        wanted = {e.strip() for e in args.emotions.split(",") if e.strip()}
-        if not wanted:
-            raise AffectlensError("--emotions names no emotion")
-        missing = wanted - {s.emotion for s in stories}
-        if missing:
-            raise AffectlensError(f"no stories for: {', '.join(sorted(missing))}")
+    if args.emotions is not None:
+        present = {s.emotion for s in stories}
+        unknown = "no stories for {name!r} in the corpus"
+        wanted = set(parse_emotions(args.emotions, present, "--emotions", unknown))
         stories = [s for s in stories if s.emotion in wanted]
     if not stories:
         raise AffectlensError("the corpus is empty")
@@ -131,6 +151,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     vectors = EmotionVectors.load(args.vectors)
+    check_writable(args.vectors, "--vectors")
     model = load_fitting_model(args, vectors)
     stories = [s for s in load_stories(args.corpus) if s.emotion in vectors.emotions]
     sample = [s.text for s in calibration_sample(stories)]
@@ -161,12 +182,14 @@ def _models(_: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    check_writable(args.out, "--out")
     vectors = EmotionVectors.load(args.vectors)
     layers = parse_layers(args.layers)
     if layers is not None and not layers:
         raise AffectlensError("--layers names no layer")
+    emotion = resolve_emotion(args.emotion, vectors.emotions)
     path = export_control_vector(
-        vectors, args.emotion, args.alpha, vectors.layers if layers is None else layers, args.out
+        vectors, emotion, args.alpha, vectors.layers if layers is None else layers, args.out
     )
     print(f"wrote {path}")
     return 0

@@ -8,8 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from affectlens.cli.vector_options import (
     add_vector_options,
     load_fitting_model,
-    parse_alphas,
-    parse_sweep,
+    parse_steering,
     vector_layers,
 )
 from affectlens.errors import AffectlensError
@@ -19,13 +18,22 @@ from affectlens.steer import steer
 from affectlens.vectors import EmotionVectors
 
 
-def add_steering_options(parser: argparse.ArgumentParser) -> None:
-    """``--steer``, ``--positions``, ``--max-new-tokens``, ``--temperature`` and ``--seed``."""
+def add_steering_options(parser: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    """``--steer``, ``--positions``, ``--max-new-tokens``, ``--temperature`` and ``--seed``.
+
+    With ``sweep``, one ``--steer`` pair may be a sweep, ``EMOTION=START:STOP:COUNT``.
+    """
     parser.add_argument(
         "--steer",
         action="append",
         metavar="EMOTION=ALPHA",
-        help="add an emotion vector, e.g. desperate=0.1 (repeatable or comma-separated)",
+        help="add an emotion vector, e.g. desperate=0.1 (repeatable or comma-separated; "
+        + (
+            "one pair may be a sweep, e.g. calm=-0.5:0.5:5, for one generation per alpha; "
+            if sweep
+            else ""
+        )
+        + "default: unsteered)",
     )
     parser.add_argument(
         "--positions",
@@ -33,9 +41,9 @@ def add_steering_options(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="which tokens to steer",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="token budget per reply")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
-    parser.add_argument("--seed", type=int, help="seed for sampling")
+    parser.add_argument("--seed", type=int, help="seed for sampling (default: unseeded)")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -46,12 +54,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="continue the prompt as raw text, not as a chat"
     )
-    add_steering_options(parser)
-    parser.add_argument(
-        "--sweep",
-        metavar="EMOTION=START:STOP:COUNT",
-        help="one generation per alpha, e.g. calm=-0.5:0.5:5",
-    )
+    add_steering_options(parser, sweep=True)
+    parser.add_argument("--sweep", action="append", dest="steer", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run)
 
 
@@ -92,8 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         raise AffectlensError("--max-new-tokens must be at least 1")
     vectors = EmotionVectors.load(args.vectors)
     layers = vector_layers(args.layers, vectors)
-    alphas = parse_alphas(args.steer, vectors)
-    sweep = parse_sweep(args.sweep, vectors) if args.sweep else None
+    alphas, sweep = parse_steering(args.steer, vectors)
     model = load_fitting_model(args, vectors)
     prompt: Prompt = args.prompt if args.plain else [{"role": "user", "content": args.prompt}]
     if sweep is None:

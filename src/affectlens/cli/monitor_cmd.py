@@ -1,7 +1,9 @@
 """``affectlens monitor``: per-token emotion readings of a text or chat transcript.
 
-Prints the tokens coloured by their top emotion and the readout at the assistant-turn token
-(the last token for plain text); ``--html`` also writes a self-contained heatmap page.
+Prints the tokens coloured by their top emotion and the readout at the paper's token: where the
+assistant's turn opens. A ``--text`` or ``--file`` is read as a one-message user turn when the
+model has a chat template (``--readout chat``), or as raw text at its last token
+(``--readout text``); ``--html`` also writes a self-contained heatmap page.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from affectlens.cli.options import check_writable
 from affectlens.cli.vector_options import (
     add_units_option,
     add_vector_options,
@@ -24,8 +27,11 @@ from affectlens.cli.vector_options import (
 from affectlens.errors import AffectlensError
 from affectlens.heatmap import write_html
 from affectlens.models.chat import validate_messages
-from affectlens.monitor import Content, EmotionTrace, monitor
+from affectlens.models.loading import LoadedModel
+from affectlens.monitor import Content, EmotionTrace, monitor, user_turn
 from affectlens.vectors import EmotionVectors
+
+READOUTS = ("chat", "text")
 
 PALETTE = (
     "red",
@@ -48,13 +54,32 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("monitor", help="read the emotion vectors of every token")
     add_vector_options(parser)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", help="plain text to read")
-    source.add_argument("--file", type=Path, help="a UTF-8 text file to read")
-    source.add_argument("--chat", type=Path, help="a JSON transcript: [{role, content}, ...]")
+    source.add_argument("--text", help="a text to read (see --readout)")
+    source.add_argument("--file", type=Path, help="a UTF-8 text file to read (see --readout)")
+    source.add_argument(
+        "--chat",
+        type=Path,
+        help="a JSON transcript, [{role, content}, ...], read at its last assistant-turn token",
+    )
+    parser.add_argument(
+        "--readout",
+        choices=READOUTS,
+        help="how a --text or --file is read. chat: as one user message in the model's chat "
+        "template, read at the token where the assistant's turn opens (the paper's readout); "
+        "text: as raw text, read at its last token (default: chat when the model has a chat "
+        "template, else text)",
+    )
     add_units_option(parser)
     parser.add_argument("--top-k", type=int, default=5, help="emotions in the readout")
-    parser.add_argument("--html", type=Path, help="also write a heatmap page here")
+    parser.add_argument("--html", type=Path, help="also write a heatmap page here (default: none)")
     parser.set_defaults(handler=_run)
+
+
+def choose_readout(requested: str | None, model: LoadedModel) -> str:
+    """``--readout``, or by default ``chat`` for a model with a chat template, else ``text``."""
+    if requested is not None:
+        return requested
+    return "chat" if getattr(model.tokenizer, "chat_template", None) else "text"
 
 
 def read_content(args: argparse.Namespace) -> Content:
@@ -110,11 +135,20 @@ def print_trace(console: Console, trace: EmotionTrace, k: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise AffectlensError("--top-k must be at least 1")
+    if args.chat is not None and args.readout == "text":
+        raise AffectlensError(
+            "--readout text reads a --text or --file; a --chat transcript is read at its "
+            "assistant turn"
+        )
     content = read_content(args)
     vectors = EmotionVectors.load(args.vectors)
     layers = vector_layers(args.layers, vectors)
     check_units(args.units, vectors, args.vectors, layers)
+    if args.html is not None:
+        check_writable(args.html, "--html")
     model = load_fitting_model(args, vectors)
+    if isinstance(content, str) and choose_readout(args.readout, model) == "chat":
+        content = user_turn(content)
     trace = monitor(model, vectors, content, layers=layers, units=args.units)
     print_trace(Console(highlight=False), trace, args.top_k)
     if args.html is not None:

@@ -21,7 +21,7 @@ DOSES = (500, 4000, 16000)
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``summary``."""
     summary = commands.add_parser("summary", help="summarise a vectors file with an example")
-    summary.add_argument("--vectors", type=Path, required=True)
+    summary.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
     add_model_option(summary, None)
     summary.add_argument("--no-example", action="store_true", help="skip loading the model")
     summary.set_defaults(handler=_summary)

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from affectlens.cli.options import add_model_option
+from affectlens.cli.options import add_model_option, check_writable
 from affectlens.cli.vector_options import load_fitting_model
 from affectlens.corpus.stories import default_stories_path, load_stories
 from affectlens.errors import AffectlensError
@@ -29,10 +29,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--norms",
         type=Path,
-        help="valence/arousal norms CSV (Warriner et al., or emotion,valence,arousal)",
+        help="valence/arousal norms CSV (Warriner et al., or emotion,valence,arousal; "
+        "default: none, geometry skips the human-norm comparison)",
     )
     parser.add_argument("--out", type=Path, default=Path("validation"), help="report folder")
-    parser.add_argument("--layer", type=int, help="layer for geometry etc. (default: best top-1)")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        dest="layer",
+        metavar="LAYER",
+        help="the one layer for geometry, clusters and stability (default: best held-out top-1)",
+    )
+    parser.add_argument("--layer", type=int, dest="layer", help=argparse.SUPPRESS)
     parser.add_argument(
         "--lens-layer", type=int, help="layer for the logit lens (default: nearest 90%% depth)"
     )
@@ -52,7 +60,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="leave the vectors file untouched (default: record the recommended layer in it, "
         "so monitoring and steering default to that layer)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress", dest="quiet", action="store_true", help="hide the progress bars"
+    )
+    parser.add_argument("--quiet", dest="quiet", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_validate)
 
 
@@ -64,7 +75,7 @@ def command_line(args: argparse.Namespace) -> str:
         ("--corpus", args.corpus),
         ("--norms", args.norms),
         ("--out", args.out),
-        ("--layer", args.layer),
+        ("--layers", args.layer),
         ("--lens-layer", args.lens_layer),
         ("--clusters", args.clusters),
         ("--seed", args.seed),
@@ -86,7 +97,10 @@ def _validate(args: argparse.Namespace) -> int:
         raise AffectlensError("--stability-stories must be at least 2")
     if args.batch_size is not None and args.batch_size < 1:
         raise AffectlensError("--batch-size must be at least 1")
+    check_writable(args.out, "--out", folder=True)
     vectors = EmotionVectors.load(args.vectors)
+    if not args.no_record:
+        check_writable(args.vectors, "--vectors (where the recommended layer is recorded)")
     for chosen in (args.layer, args.lens_layer):
         if chosen is not None:
             vectors.layer_index(chosen)

@@ -11,7 +11,12 @@ import math
 from collections.abc import Sequence
 
 from affectlens import calibration
-from affectlens.cli.options import add_model_option, load_model_from_args, parse_layers
+from affectlens.cli.options import (
+    add_model_option,
+    load_model_from_args,
+    parse_layers,
+    resolve_emotion,
+)
 from affectlens.errors import AffectlensError
 from affectlens.models.loading import LoadedModel
 from affectlens.steer import MAX_ALPHA
@@ -22,7 +27,9 @@ def add_vector_options(parser: argparse.ArgumentParser) -> None:
     """``--vectors``, ``--model`` (default: the vectors' model) with its overrides, ``--layers``."""
     parser.add_argument("--vectors", required=True, help="emotion vectors file (.safetensors)")
     add_model_option(parser, None)
-    parser.add_argument("--layers", help="e.g. 12, 10,12 or 10-14 (default: recommended layer)")
+    parser.add_argument(
+        "--layers", help="e.g. 12, 10,12 or 10-14, averaged (default: the recommended layer)"
+    )
 
 
 def add_units_option(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +85,30 @@ def parse_alphas(values: Sequence[str] | None, vectors: EmotionVectors) -> dict[
             emotion = emotion.strip()
             if not sep or not emotion:
                 raise AffectlensError(f"steering {pair!r} is not like 'calm=0.1'")
-            vectors.emotion_index(emotion)
+            emotion = resolve_emotion(emotion, vectors.emotions)
             alphas[emotion] = _alpha(number.strip(), emotion)
     return alphas
+
+
+def parse_steering(
+    values: Sequence[str] | None, vectors: EmotionVectors
+) -> tuple[dict[str, float], tuple[str, list[float]] | None]:
+    """``--steer`` values as fixed alphas plus at most one sweep (``emotion=start:stop:count``).
+
+    Pairs are repeated or comma-separated; a pair whose alpha has colons is the sweep.
+    """
+    fixed: list[str] = []
+    sweeps: list[tuple[str, list[float]]] = []
+    for value in values or []:
+        for pair in (p.strip() for p in value.split(",") if p.strip()):
+            if ":" in pair.partition("=")[2]:
+                sweeps.append(parse_sweep(pair, vectors))
+            else:
+                fixed.append(pair)
+    if len(sweeps) > 1:
+        raise AffectlensError("--steer takes at most one sweep (EMOTION=START:STOP:COUNT)")
+    alphas = parse_alphas(fixed, vectors)
+    return alphas, sweeps[0] if sweeps else None
 
 
 def parse_sweep(value: str, vectors: EmotionVectors) -> tuple[str, list[float]]:
@@ -92,8 +120,7 @@ def parse_sweep(value: str, vectors: EmotionVectors) -> tuple[str, list[float]]:
     parts = spec.split(":")
     if not sep or len(parts) not in (1, 3):
         raise AffectlensError(f"sweep {value!r} is not like 'calm=-0.5:0.5:5' or 'calm=0.1'")
-    emotion = emotion.strip()
-    vectors.emotion_index(emotion)
+    emotion = resolve_emotion(emotion.strip(), vectors.emotions)
     if len(parts) == 1:
         return emotion, [_alpha(parts[0].strip(), emotion)]
     start, stop = (_alpha(part.strip(), emotion) for part in parts[:2])

@@ -6,6 +6,7 @@ prompt once the template has opened the assistant's turn.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from affectlens.errors import AffectlensError
@@ -38,12 +39,37 @@ def _plain_template(messages: Sequence[Message], add_generation_prompt: bool) ->
 
 
 def format_chat(tokenizer, messages: Sequence[Message], *, add_generation_prompt: bool) -> str:
-    """The prompt text for ``messages``, with the tokenizer's template or a plain fallback."""
-    if getattr(tokenizer, "chat_template", None):
+    """The prompt text for ``messages``, with the tokenizer's template or a plain fallback.
+
+    A transcript the model's template refuses (some demand that user and assistant alternate,
+    starting with the user) fails with one :class:`AffectlensError` naming the template's reason.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return _plain_template(messages, add_generation_prompt)
+    from jinja2 import TemplateError
+
+    try:
         return tokenizer.apply_chat_template(
             list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
         )
-    return _plain_template(messages, add_generation_prompt)
+    except (TemplateError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AffectlensError(
+            f"the model's chat template refuses this transcript: {reason}"
+        ) from None
+
+
+def _opening_of_first_turn(tokenizer, message: Message) -> str:
+    """The text before the content of ``message`` when it opens the transcript.
+
+    Templates cannot render an empty conversation, so the opening is the common prefix of the
+    message rendered with two different contents.
+    """
+    renders = [
+        format_chat(tokenizer, [{**message, "content": probe}], add_generation_prompt=False)
+        for probe in ("A", "B")
+    ]
+    return os.path.commonprefix(renders)
 
 
 def assistant_turn_positions(tokenizer, messages: Sequence[Message]) -> list[int]:
@@ -55,7 +81,11 @@ def assistant_turn_positions(tokenizer, messages: Sequence[Message]) -> list[int
     positions = []
     for index, message in enumerate(messages):
         if message["role"] == "assistant":
-            prefix = format_chat(tokenizer, messages[:index], add_generation_prompt=True)
+            prefix = (
+                format_chat(tokenizer, messages[:index], add_generation_prompt=True)
+                if index
+                else _opening_of_first_turn(tokenizer, message)
+            )
             positions.append(len(encode(tokenizer, prefix)) - 1)
     if messages[-1]["role"] != "assistant":
         prompt = format_chat(tokenizer, messages, add_generation_prompt=True)

