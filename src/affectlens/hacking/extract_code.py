@@ -64,7 +64,7 @@ def parses(code: str) -> bool:
     """Whether ``code`` is syntactically valid Python."""
     try:
         ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
 
@@ -73,7 +73,7 @@ def _defines(code: str, function_name: str) -> bool:
     """Whether ``code`` parses and defines ``function_name`` at module level."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return any(
         isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function_name
@@ -117,7 +117,7 @@ def strip_echoed_tests(code: str) -> str:
     """Remove test scaffolding (see module docstring) from ``code``; unparsable code is kept."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return code
     drop: set[int] = set()
     for node in tree.body:

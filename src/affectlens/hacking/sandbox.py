@@ -295,11 +295,7 @@ def run_untrusted(
         },
     }
     with contextlib.ExitStack() as stack:
-        read_end, write_end = os.pipe()
-        stack.callback(_close_quietly, read_end)
-        stack.callback(_close_quietly, write_end)
-        payload["channel_fd"] = write_end
-        fds = [write_end]
+        fds: list[int] = []
         if backend == "bwrap":
             command, seccomp_fd = _bwrap_command(stack, payload, file_size_mb, allow_processes)
             fds.append(seccomp_fd)
@@ -314,6 +310,10 @@ def run_untrusted(
             command = [*prefix, *_python_command()]
             isolation = "netns+audit" if prefix else "audit"
         out, err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+        read_end, write_end = os.pipe()
+        stack.callback(os.close, read_end)
+        payload["channel_fd"] = write_end
+        fds.append(write_end)
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -327,7 +327,7 @@ def run_untrusted(
                 start_new_session=True,
             )
         finally:
-            _close_quietly(write_end)
+            os.close(write_end)  # exactly once: another thread may reuse the number at once
         reader = _ChannelReader(read_end)
         timed_out = _communicate(proc, json.dumps(payload).encode(), timeout_s)
         reader.join(timeout=5)
@@ -366,11 +366,6 @@ def _bwrap_command(
 
 def _python_command() -> list[str]:
     return [sandbox_bwrap.interpreter(), "-I", "-S", "-B", "-u", "-c", _BOOTSTRAP]
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
 
 
 class _ChannelReader(threading.Thread):
