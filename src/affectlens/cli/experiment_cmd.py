@@ -26,6 +26,7 @@ from affectlens.experiments.reward_hacking import (
     sweep,
     write_report,
 )
+from affectlens.hacking import sandbox
 from affectlens.hacking.agent import RolloutStore, rejudge_store
 from affectlens.hacking.tasks import get_task, load_tasks
 from affectlens.vectors import EmotionVectors
@@ -65,6 +66,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--rejudge",
         action="store_true",
         help="re-test and re-judge the stored rollouts with the current detector first",
+    )
+    hack.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="where no kernel sandbox (bubblewrap) works, run model-written code with only the "
+        "in-process audit hook, which is NOT a security boundary (default: refuse)",
     )
     hack.add_argument(
         "--readouts",
@@ -131,6 +138,9 @@ def _reward_hacking(args: argparse.Namespace) -> int:
     if args.rollouts < 1 or args.max_attempts < 1 or args.max_new_tokens < 1:
         raise AffectlensError("--rollouts, --max-attempts and --max-new-tokens must be positive")
     check_writable(args.out, "--out", folder=True)
+    sandbox.allow_unsafe_no_sandbox(args.unsafe_no_sandbox)
+    if sandbox.default_backend() != "bwrap":
+        print("warning: no kernel sandbox here; model-written code runs unsandboxed", file=sys.stderr)
     vectors = EmotionVectors.load(args.vectors)
     sweeps = [parse_sweep(spec, vectors) for spec in args.steer or ["desperate=0"]]
     settings = [(emotion, alpha) for emotion, alphas in sweeps for alpha in alphas]
