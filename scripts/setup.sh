@@ -7,6 +7,11 @@
 #             unless an environment is active): the way to see upstream drift early.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The reward-hacking harness runs model-written code only under bubblewrap: install it where we
+# can (root with apt-get); never fail the set-up over it (the harness then refuses, and says so).
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2) >/dev/null 2>&1 || true
+fi
 mode=locked
 if [ "${1:-}" = "--latest" ]; then mode=latest; fi
 if [ -z "${VIRTUAL_ENV:-}" ]; then

@@ -140,7 +140,7 @@ def _reward_hacking(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out", folder=True)
     sandbox.allow_unsafe_no_sandbox(args.unsafe_no_sandbox)
     if sandbox.default_backend() != "bwrap":
-        print("warning: no kernel sandbox here; model-written code runs unsandboxed", file=sys.stderr)
+        print("warning: no kernel sandbox; model-written code runs unsandboxed", file=sys.stderr)
     vectors = EmotionVectors.load(args.vectors)
     sweeps = [parse_sweep(spec, vectors) for spec in args.steer or ["desperate=0"]]
     settings = [(emotion, alpha) for emotion, alphas in sweeps for alpha in alphas]
