@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from affectlens.cli import main
 from affectlens.errors import AffectlensError
-from affectlens.models.packs import PACKS, OfflinePack
+from affectlens.models.packs import PACKS, OfflinePack, install_command
 from affectlens.vectors import EmotionVectors
 from conftest import build_emotion_vectors
 
@@ -317,7 +317,7 @@ def test_pack_not_installed(fake_pack, inputs, out, tmp_path, capsys):
     _, corpus, neutral = inputs
     name = fake_pack("", chunk_modules=("affectlens_cli_no_such_chunk_module",))
     assert main(extract_argv(name, corpus, neutral, out)) == 2
-    assert "pip install 'affectlens[fake]'" in one_error(capsys)
+    assert f"is not installed: {install_command('fake')}" in one_error(capsys)
     assert_no_output(out, tmp_path)
 
 

