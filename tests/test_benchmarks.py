@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,18 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize(
-    ("script", "measure"),
-    [("bench_rollouts.py", "rollouts/hour ("), ("bench_steer_monitor.py", "tokens/s (")],
+    ("script", "measure", "flags"),
+    [
+        ("bench_rollouts.py", "rollouts/hour (", ["--tiny"]),
+        ("bench_steer_monitor.py", "tokens/s (", ["--tiny"]),
+        ("bench_sandbox.py", "ms/run (median)", []),
+    ],
 )
-def test_smoke_run_prints_its_ratio_table(script, measure):
+def test_smoke_run_prints_its_ratio_table(script, measure, flags):
+    if script == "bench_sandbox.py" and shutil.which("bwrap") is None:
+        pytest.skip("no bubblewrap here")
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--smoke", "--tiny"],
+        [sys.executable, str(BENCHMARKS / script), "--smoke", *flags],
         capture_output=True,
         text=True,
         timeout=300,
