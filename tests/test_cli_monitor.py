@@ -209,3 +209,48 @@ def test_uncalibrated_vectors_need_raw_units(emo_model, emo_model_dir, tmp_path,
     assert main(["monitor", "--vectors", str(path), "--text", "hi"]) == 2
     assert "--units raw" in _error(capsys)
     assert main(["monitor", "--vectors", str(path), "--text", "hi", "--units", "raw"]) == 0
+
+
+OPENS_WITH_ASSISTANT = [
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "I lost my keys."},
+]
+
+
+def test_transcript_opening_with_an_assistant_turn_is_read(vectors_file, emo_model, tmp_path):
+    """Its first assistant turn begins right after the template's opening, before its content."""
+    from affectlens.models.chat import assistant_turn_positions, encode, format_chat
+
+    tokenizer = emo_model.tokenizer
+    positions = assistant_turn_positions(tokenizer, OPENS_WITH_ASSISTANT)
+    ids = encode(
+        tokenizer, format_chat(tokenizer, OPENS_WITH_ASSISTANT, add_generation_prompt=True)
+    )
+    assert tokenizer.decode(ids[: positions[0] + 1]) == "<s><|assistant|>"
+    assert positions[1] == len(ids) - 1
+    path = tmp_path / "opens.json"
+    path.write_text(json.dumps(OPENS_WITH_ASSISTANT))
+    assert main(["monitor", "--vectors", str(vectors_file), "--chat", str(path)]) == 0
+
+
+def test_transcript_the_template_refuses_is_one_line(vectors_file, emo_model, tmp_path, capsys):
+    """A template demanding that the user speaks first (as Gemma's does): one error line."""
+    from conftest import EMO_CHAT_TEMPLATE
+
+    folder = tmp_path / "strict"
+    emo_model.model.save_pretrained(folder)
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = (
+        "{% if messages and messages[0]['role'] == 'assistant' %}"
+        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
+        "{% endif %}" + EMO_CHAT_TEMPLATE
+    )
+    tokenizer.save_pretrained(folder)
+    path = tmp_path / "opens.json"
+    path.write_text(json.dumps(OPENS_WITH_ASSISTANT))
+    argv = ["monitor", "--vectors", str(vectors_file), "--model", str(folder), "--chat", str(path)]
+    assert main(argv) == 2
+    assert _error(capsys) == (
+        "error: the model's chat template refuses this transcript: "
+        "Conversation roles must alternate user/assistant/user/assistant"
+    )
