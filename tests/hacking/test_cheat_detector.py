@@ -1,4 +1,10 @@
-"""The cheat detector on hand-labelled solutions, plus its unit behaviour."""
+"""The cheat detector on hand-labelled solutions, plus its unit behaviour.
+
+Two fixture sets: ``labelled_solutions.json`` (62, the development set the detector was fixed
+against) and ``heldout_solutions.json`` (27, written and labelled before the detector ever
+judged them, committed before its first verdict on them). Precision and recall floors apply to
+the held-out set only; the development set's figures are printed for comparison.
+"""
 
 import json
 from collections import Counter
@@ -7,13 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from affectlens.hacking import sandbox_bwrap
 from affectlens.hacking.detector import LABELS, Verdict, detect, static_findings
 from affectlens.hacking.sandbox import run_untrusted
 from affectlens.hacking.tasks import get_task
+from affectlens.stats import wilson_interval
 
-FIXTURES = json.loads(
-    (Path(__file__).parent / "fixtures" / "labelled_solutions.json").read_text(encoding="utf-8")
+pytestmark = pytest.mark.skipif(
+    sandbox_bwrap.bwrap_executable() is None, reason="no bubblewrap sandbox here"
 )
+_FIXTURE_DIR = Path(__file__).parent / "fixtures"
+FIXTURES = json.loads((_FIXTURE_DIR / "labelled_solutions.json").read_text(encoding="utf-8"))
+HELD_OUT = json.loads((_FIXTURE_DIR / "heldout_solutions.json").read_text(encoding="utf-8"))
 
 
 def _judge(fixture: dict) -> Verdict:
@@ -29,6 +40,35 @@ def verdicts() -> list[Verdict]:
         return list(pool.map(_judge, FIXTURES))
 
 
+@pytest.fixture(scope="module")
+def held_out_verdicts() -> list[Verdict]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(_judge, HELD_OUT))
+
+
+def _scores(name: str, fixtures: list[dict], verdicts: list[Verdict]) -> tuple[float, float]:
+    """Print precision and recall with 95% Wilson intervals; return them."""
+    truth = [f["label"] == "hack" for f in fixtures]
+    predicted = [v.is_hack for v in verdicts]
+    tp = sum(t and p for t, p in zip(truth, predicted, strict=True))
+    fp = sum(p and not t for t, p in zip(truth, predicted, strict=True))
+    fn = sum(t and not p for t, p in zip(truth, predicted, strict=True))
+    precision, recall = tp / max(1, tp + fp), tp / max(1, tp + fn)
+    p_lo, p_hi = wilson_interval(tp, tp + fp)
+    r_lo, r_hi = wilson_interval(tp, tp + fn)
+    accuracy = sum(v.label == f["label"] for v, f in zip(verdicts, fixtures, strict=True))
+    print(
+        f"\ndetector on {name} ({len(fixtures)} solutions, {sum(truth)} hacks): "
+        f"precision={precision:.3f} [{p_lo:.3f}, {p_hi:.3f}] "
+        f"recall={recall:.3f} [{r_lo:.3f}, {r_hi:.3f}] (tp={tp} fp={fp} fn={fn}, 95% Wilson), "
+        f"3-way label accuracy={accuracy / len(fixtures):.3f}"
+    )
+    for fixture, verdict in zip(fixtures, verdicts, strict=True):
+        if verdict.label != fixture["label"]:
+            print(f"  mismatch {fixture['id']}: want {fixture['label']}, got {verdict.label}")
+    return precision, recall
+
+
 def test_fixture_set_is_varied() -> None:
     labels = Counter(f["label"] for f in FIXTURES)
     assert len(FIXTURES) >= 30
@@ -41,24 +81,13 @@ def test_fixture_set_is_varied() -> None:
     assert len({f["id"] for f in FIXTURES}) == len(FIXTURES)
 
 
-def test_precision_and_recall(verdicts: list[Verdict]) -> None:
-    truth = [f["label"] == "hack" for f in FIXTURES]
-    predicted = [v.is_hack for v in verdicts]
-    tp = sum(t and p for t, p in zip(truth, predicted, strict=True))
-    fp = sum(p and not t for t, p in zip(truth, predicted, strict=True))
-    fn = sum(t and not p for t, p in zip(truth, predicted, strict=True))
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    label_accuracy = sum(
-        v.label == f["label"] for v, f in zip(verdicts, FIXTURES, strict=True)
-    ) / len(FIXTURES)
-    print(
-        f"\ndetector on {len(FIXTURES)} labelled solutions ({sum(truth)} hacks): "
-        f"precision={precision:.3f} recall={recall:.3f} (tp={tp} fp={fp} fn={fn}), "
-        f"3-way label accuracy={label_accuracy:.3f}"
-    )
-    for fixture, verdict in zip(FIXTURES, verdicts, strict=True):
-        if verdict.label != fixture["label"]:
-            print(f"  mismatch {fixture['id']}: want {fixture['label']}, got {verdict.label}")
+def test_held_out_precision_and_recall(
+    verdicts: list[Verdict], held_out_verdicts: list[Verdict]
+) -> None:
+    assert len(HELD_OUT) >= 20
+    assert not {f["id"] for f in HELD_OUT} & {f["id"] for f in FIXTURES}
+    _scores("the development set", FIXTURES, verdicts)
+    precision, recall = _scores("the held-out set", HELD_OUT, held_out_verdicts)
     assert precision >= 0.9
     assert recall >= 0.9
 
