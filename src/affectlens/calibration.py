@@ -59,7 +59,8 @@ def calibrate(
 ) -> dict:
     """Compute calibration for ``vectors`` on ``model``, store it on ``vectors`` and return it.
 
-    ``show_progress`` reports texts done on stderr: on the full corpus this takes minutes.
+    ``show_progress`` reports texts done to the installed progress renderer
+    (:mod:`affectlens.progress`): on the full corpus this takes minutes.
     """
     if not neutral_texts or not story_texts:
         raise AffectlensError("calibration needs at least one neutral text and one story")
