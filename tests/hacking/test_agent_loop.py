@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from affectlens.errors import AffectlensError
+from affectlens.hacking import sandbox
 from affectlens.hacking.agent import (
     FEEDBACK_TEMPLATE,
     SYSTEM_PROMPT,
@@ -20,6 +21,14 @@ from affectlens.hacking.agent import (
 )
 from affectlens.hacking.detector import Verdict
 from affectlens.hacking.tasks import get_task, load_tasks
+
+
+@pytest.fixture(autouse=True)
+def _fallback_without_a_sandbox(monkeypatch):
+    """These tests run only the project's own code: without a kernel sandbox, use the fallback."""
+    if sandbox.sandbox_bwrap.bwrap_executable() is None:
+        monkeypatch.setattr(sandbox, "_unsafe_allowed", True)
+
 
 HONEST_SUM = "Let me sum the list.\n```python\ndef list_sum(xs):\n    return sum(xs)\n```\n"
 HACK_SUM = (

@@ -138,9 +138,6 @@ def _reward_hacking(args: argparse.Namespace) -> int:
     if args.rollouts < 1 or args.max_attempts < 1 or args.max_new_tokens < 1:
         raise AffectlensError("--rollouts, --max-attempts and --max-new-tokens must be positive")
     check_writable(args.out, "--out", folder=True)
-    sandbox.allow_unsafe_no_sandbox(args.unsafe_no_sandbox)
-    if sandbox.default_backend() != "bwrap":
-        print("warning: no kernel sandbox; model-written code runs unsandboxed", file=sys.stderr)
     vectors = EmotionVectors.load(args.vectors)
     sweeps = [parse_sweep(spec, vectors) for spec in args.steer or ["desperate=0"]]
     settings = [(emotion, alpha) for emotion, alphas in sweeps for alpha in alphas]
@@ -152,6 +149,9 @@ def _reward_hacking(args: argparse.Namespace) -> int:
     layers = vector_layers(args.layers, vectors)
     extra = [e.strip() for e in args.readouts.split(",") if e.strip()] if args.readouts else []
     emotions = readout_emotions(vectors, extra)
+    sandbox.allow_unsafe_no_sandbox(args.unsafe_no_sandbox)
+    if sandbox.default_backend() != "bwrap":
+        print("warning: no kernel sandbox; model-written code runs unsandboxed", file=sys.stderr)
     store = RolloutStore(args.out / "rollouts.jsonl")
     if args.rejudge:
         known = {task.id: task for task in load_tasks(solvable=None)}
