@@ -336,6 +336,27 @@ def test_forged_pass_is_reported_as_a_failure(name: str) -> None:
     assert not result.tests[0].passed
 
 
+def test_a_hostile_result_stream_never_crashes_the_parent() -> None:
+    lines = [
+        b'{"k": "check", "t": ["x"], "id": 0, "v": [1]}',
+        b'{"k": "check", "t": "test_f", "id": 0, "v": [["d", [["l"], 1]]]}',
+        b'{"k": "check", "t": "test_f", "id": true, "v": null}',
+        b'{"k": "end", "t": {"a": 1}, "ok": true}',
+        b"[" * 100000,
+        b'{"k": "check", "t": "test_f", "id": 0, "v": [' + b'["l", ' * 500 + b"1" + b"]" * 501,
+        b'{"k": "check", "t": "test_f", "id": 0, "v": [' + b"9" * 5000 + b"]}",
+        b"\xff\xfe garbage",
+    ]
+    payload = b"\n".join(lines) + b"\n"
+    code = (
+        "import os\n\ndef f():\n    for fd in range(3, 64):\n        try:\n"
+        f"            os.write(fd, {payload!r})\n        except OSError:\n            pass\n"
+        "    return 2\n"
+    )
+    result = run_untrusted(code, TESTS)
+    assert not result.passed
+
+
 def test_in_process_tampering_stays_possible() -> None:
     """The sandbox contains harm but must let cheats on the tests happen, for the detector."""
     code = "import time\ntime.perf_counter = lambda: 0.0\n\ndef f():\n    return 1\n"

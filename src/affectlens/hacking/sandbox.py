@@ -476,7 +476,7 @@ def _judge(
     digests: list[str] = []
     for event in events:
         test = event.get("t")
-        if test not in ends:
+        if not isinstance(test, str) or test not in ends:
             continue
         if event.get("k") == "end":
             ends[test].append(event)
