@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -76,6 +77,8 @@ def _library_logs_on_stderr() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input becomes one ``error:`` line and exit status 2."""
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():  # the hub's tqdm bars are \r-redrawn noise in a pipe or log
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         with _library_logs_on_stderr(), use_progress(render_progress):
             return int(args.handler(args) or 0)
