@@ -23,6 +23,7 @@ import ast
 import contextlib
 import hashlib
 import json
+import marshal
 import math
 import os
 import shutil
@@ -190,7 +191,8 @@ class _Check:
 
 @lru_cache(maxsize=64)
 def instrument(test_code: str) -> tuple[str, tuple[_Check, ...]]:
-    """The test module with each ``assert`` reporting its operands, and the parent's checks."""
+    """The test module compiled with each ``assert`` reporting its operands (marshalled, hex),
+    and the parent's checks."""
     tree = ast.parse(test_code)
     checks: list[_Check] = []
     required: dict[int, str] = {}
@@ -225,7 +227,10 @@ def instrument(test_code: str) -> tuple[str, tuple[_Check, ...]]:
             return ast.copy_location(replacement, node)
 
     tree = ast.fix_missing_locations(Rewrite().visit(tree))
-    return ast.unparse(tree), tuple(checks)
+    # Compiled here (the child runs this same interpreter), so tracebacks keep the original
+    # line numbers and show the original source.
+    code = compile(tree, "test_solution.py", "exec", dont_inherit=True)
+    return marshal.dumps(code).hex(), tuple(checks)
 
 
 def _literal(node: ast.AST) -> tuple[bool, Any]:
@@ -279,11 +284,12 @@ def run_untrusted(
     if backend not in BACKENDS:
         raise ValueError(f"unknown sandbox backend {backend!r}")
     names = collect_test_names(test_code)
-    tests, checks = instrument(test_code)
+    compiled, checks = instrument(test_code)
     payload: dict[str, Any] = {
         "harness": (_HERE / "sandbox_child.py").read_text(encoding="utf-8"),
         "code": code,
-        "tests": tests,
+        "tests": test_code,
+        "tests_compiled": compiled,
         "test_names": names,
         "ops": [list(c.ops) for c in checks],
         "limits": {

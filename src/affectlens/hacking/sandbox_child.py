@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import math
 import os
 import sys
@@ -198,19 +199,20 @@ def _run_tests(payload: dict[str, Any], emit: Any) -> None:
         pairs = zip(ops[cid], operands, operands[1:], strict=False)
         return all(_compare(op, a, b) for op, a, b in pairs)
 
-    def load(name: str, source: str) -> types.ModuleType:
+    def load(name: str, source: str, compiled: Any = None) -> types.ModuleType:
         filename = f"{name}.py"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         module = types.ModuleType(name)
         module.__file__ = os.path.join(workdir, filename)
         module.__dict__["__affectlens_check__"] = check
         sys.modules[name] = module
-        exec(compile(source, filename, "exec"), module.__dict__)
+        exec(compiled or compile(source, filename, "exec"), module.__dict__)
         return module
 
     try:
         load("solution", payload["code"])
-        test_module = load("test_solution", payload["tests"])
+        compiled = marshal.loads(bytes.fromhex(payload["tests_compiled"]))
+        test_module = load("test_solution", payload["tests"], compiled)
     except BaseException as exc:  # noqa: BLE001 - the candidate may raise anything
         emit({"k": "collect_error", "message": describe(exc)})
         return
