@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -123,6 +124,20 @@ def test_host_tree_is_not_visible(path: str) -> None:
     assert "hacking" not in result.stdout_tail and "passwd" not in result.stdout_tail
     assert "main" not in result.stdout_tail and ".bashrc" not in result.stdout_tail
     assert "team" not in result.stdout_tail and "1" not in result.stdout_tail
+
+
+def test_no_site_packages_are_importable_or_visible() -> None:
+    base = Path(sysconfig.get_paths()["stdlib"]) / "site-packages"
+    code = (
+        "import os, sys\n\ndef f():\n"
+        f"    print(os.listdir({str(base)!r}) if os.path.isdir({str(base)!r}) else [])\n"
+        "    for name in ('numpy', 'torch', 'pyseccomp', 'affectlens'):\n"
+        "        try:\n            __import__(name)\n            print('imported', name)\n"
+        "        except ImportError:\n            pass\n    return 1\n"
+    )
+    result = run_untrusted(code, TESTS)
+    assert result.passed, result.failure_report()
+    assert result.stdout_tail.split() == ["[]"]
 
 
 def test_secret_in_a_host_file_is_not_returned(tmp_path: Path) -> None:
