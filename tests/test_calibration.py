@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from affectlens.calibration import calibrate, to_units
+from affectlens.cli.progress_bars import render_progress
 from affectlens.errors import AffectlensError
 from affectlens.monitor import monitor
+from affectlens.progress import use_progress
 
 NEUTRAL = ["The meeting is at ten.", "Water boils at one hundred degrees.", "Turn left here."]
 STORIES = ["She screamed and ran from the fire!", "He wept with joy at the news.", "Calm seas."]
@@ -82,6 +84,9 @@ def test_missing_or_stale_calibration_is_explained(emo_model, emo_vectors):
 
 def test_progress_counts_every_text(emo_model, emo_vectors, capsys):
     calibrate(emo_model, emo_vectors, NEUTRAL, STORIES, show_progress=True)
+    assert capsys.readouterr().err == ""  # a library prints nothing unless the caller renders
+    with use_progress(render_progress):
+        calibrate(emo_model, emo_vectors, NEUTRAL, STORIES, show_progress=True)
     lines = capsys.readouterr().err.strip().splitlines()
     total = len(NEUTRAL) + len(STORIES)
     assert lines[-1].startswith(f"calibration: 100% ({total}/{total} texts")
