@@ -121,9 +121,13 @@ def test_monitor_chat_writes_a_self_contained_heatmap(
 def test_generate_steered_and_sweep(vectors_file, capsys):
     base = ["generate", "--vectors", str(vectors_file), "--prompt", "Hi", "--max-new-tokens", "4"]
     assert main([*base, "--steer", "calm=0.2,happy=-0.1", "--positions", "generated"]) == 0
-    assert main([*base, "--steer", "calm=0.1", "--sweep", "afraid=-0.5:0.5:3"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--steer", "calm=0.1,afraid=-0.5:0.5:3"]) == 0
     out = capsys.readouterr().out
     assert "--- afraid=-0.500" in out and "--- afraid=+0.000" in out and "--- afraid=+0.500" in out
+    # The old spelling still works, hidden from --help.
+    assert main([*base, "--steer", "calm=0.1", "--sweep", "afraid=-0.5:0.5:3"]) == 0
+    assert capsys.readouterr().out == out
 
 
 def test_chat_loop_steers_and_reads_each_reply(vectors_file, monkeypatch, capsys):
@@ -161,7 +165,8 @@ def _error(capsys) -> str:
         (["--steer", "calm=1.5"], "sane range"),
         (["--steer", "calm"], "not like 'calm=0.1'"),
         (["--layers", "7"], "layer 7 is not in the vectors file"),
-        (["--sweep", "calm=0:1"], "not like 'calm=-0.5:0.5:5'"),
+        (["--steer", "calm=0:1"], "not like 'calm=-0.5:0.5:5'"),
+        (["--steer", "calm=0:1:3", "--steer", "happy=0:1:3"], "at most one sweep"),
     ],
 )
 def test_generate_bad_input_is_one_line(vectors_file, capsys, extra, message):
