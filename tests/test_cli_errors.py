@@ -462,16 +462,25 @@ def test_unwritable_output_fails_before_any_work(
     assert not (target.is_file() or target.with_name(target.name + ".partial").exists())
 
 
-@pytest.mark.parametrize("folder_command", ["validate", "experiment dose"])
-def test_unwritable_report_folder_fails_before_any_work(
-    folder_command, emo_model, tmp_path, capsys, no_model_load
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["validate", "--out", "{target}"],
+        ["experiment", "dose", "--out", "{target}"],
+        ["experiment", "reward-hacking", "--out", "{target}"],
+        ["monitor", "--text", "hi", "--units", "raw", "--html", "{target}/page.html"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_unwritable_report_fails_before_any_work(
+    command, emo_model, tmp_path, capsys, no_model_load
 ):
     vectors_path = build_emotion_vectors(emo_model, emotions=["calm", "afraid"]).save(
         tmp_path / "emo.safetensors"
     )
-    target = Path("/dev/null") / "report"
-    argv = [*folder_command.split(), "--vectors", str(vectors_path), "--out", str(target)]
-    assert main(argv) == 2
+    target = str(Path("/dev/null") / "report")
+    argv = [arg.replace("{target}", target) for arg in command]
+    assert main([*argv, "--vectors", str(vectors_path)]) == 2
     assert "/dev/null is not a folder" in one_error(capsys)
 
 
