@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from affectlens.activations import pad_right, project, residuals
+from affectlens.engine.validation import prompt_ids as _request_ids
 from affectlens.errors import AffectlensError
-from affectlens.generation import generate_batch, generate_tokens, prompt_ids
-from affectlens.monitored_generation import generate_monitored, reply_lengths
+from affectlens.generation import generate_batch, generate_completions, request_for
+from affectlens.monitored_generation import generate_monitored
 from affectlens.steer import steer
 from conftest import build_emotion_vectors, build_family_loaded, build_loaded
 
@@ -17,6 +18,10 @@ PROMPTS = [
     [{"role": "user", "content": "My dog is sick, what do I do?"}],
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
 ]
+
+
+def prompt_ids(tokenizer, prompt):
+    return _request_ids(tokenizer, request_for(prompt, None))
 
 
 def _second_pass(model, vectors, prompt, reply_ids, layers):
@@ -32,6 +37,27 @@ def _assert_matches_second_pass(model, vectors, prompts, replies, layers):
         width = len(prompt_ids(model.tokenizer, prompt))
         torch.testing.assert_close(reply.prompt_scores, reference[width - 1], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(reply.reply_scores, reference[width:], atol=1e-4, rtol=1e-4)
+
+
+def test_a_rows_seed_alone_decides_its_sample(emo_model, emo_vectors):
+    """A rollout's text is the same alone, in a batch of 8 and after a resume (a smaller
+    batch of the rows still to run), when each row carries its own seed."""
+    prompts = [PROMPTS[0]] * 8
+    seeds = list(range(40, 48))
+    batch = generate_monitored(
+        emo_model, emo_vectors, prompts, units="raw", max_new_tokens=6, temperature=1.0,
+        seeds=seeds,
+    )
+    alone = generate_monitored(
+        emo_model, emo_vectors, prompts[:1], units="raw", max_new_tokens=6, temperature=1.0,
+        seeds=seeds[5:6],
+    )
+    resumed = generate_monitored(
+        emo_model, emo_vectors, prompts[:3], units="raw", max_new_tokens=6, temperature=1.0,
+        seeds=seeds[5:],
+    )
+    assert alone[0].token_ids == batch[5].token_ids == resumed[0].token_ids
+    assert len({tuple(reply.token_ids) for reply in batch}) > 1
 
 
 def test_texts_equal_generate_batch(emo_model, emo_vectors):
@@ -70,7 +96,7 @@ def test_steered_scores_equal_a_steered_second_pass(emo_model, emo_vectors):
 def test_a_reply_ends_before_its_first_stop_token():
     model = build_loaded("llama", 3, seed=1)
     vectors = build_emotion_vectors(model)
-    greedy = generate_tokens(model, PROMPTS[:1], max_new_tokens=8)[0].tolist()
+    greedy = generate_completions(model, PROMPTS[:1], max_new_tokens=8)[0].token_ids
     stop = greedy[3]
     length = greedy.index(stop)
     model.model.generation_config.eos_token_id = stop
@@ -80,13 +106,8 @@ def test_a_reply_ends_before_its_first_stop_token():
     _assert_matches_second_pass(model, vectors, PROMPTS[:1], [reply], [vectors.default_layer])
 
 
-def test_reply_lengths():
-    rows = torch.tensor([[5, 6, 2, 0], [5, 6, 7, 8], [2, 0, 0, 0]])
-    assert reply_lengths(rows, {2, 0}, limit=3) == [2, 3, 0]
-
-
 def test_an_empty_reply_has_no_mean(emo_model, emo_vectors):
-    first = generate_tokens(emo_model, PROMPTS[1:2], max_new_tokens=1)[0, 0].item()
+    first = generate_completions(emo_model, PROMPTS[1:2], max_new_tokens=1)[0].token_ids[0]
     model = build_loaded("llama", 3)
     model.model.generation_config.eos_token_id = first
     [reply] = generate_monitored(model, emo_vectors, PROMPTS[1:2], units="raw")

@@ -84,6 +84,7 @@ class _Row:
     guard_readout: _Readout | None
     guard: object | None
     steer_layers: tuple[int, ...]
+    min_new_tokens: int = 0
     extra_alphas: dict[str, float] = field(default_factory=dict)
     generated: list[int] = field(default_factory=list)
     token_readouts: list[dict[str, float]] = field(default_factory=list)
@@ -317,6 +318,9 @@ class Engine:
 
     def _after_logits(self, row: _Row, logits: torch.Tensor) -> None:
         """Sample the row's next token and accept it now, or feed it to read it first."""
+        if len(row.generated) < row.min_new_tokens and row.stops:
+            logits = logits.clone()
+            logits[sorted(row.stops)] = float("-inf")
         token = next_token(logits, row.request.sampling, row.generator)
         if token in row.stops:
             self._finish(row, "stop")
@@ -507,4 +511,8 @@ class Engine:
             guard_readout=guard_readout,
             guard=guard,
             steer_layers=steer_layers,
+            min_new_tokens=max(
+                request.sampling.min_new_tokens,
+                int(getattr(self.model.model.generation_config, "min_new_tokens", 0) or 0),
+            ),
         )

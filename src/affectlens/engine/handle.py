@@ -51,10 +51,13 @@ class RequestHandle:
             loop.call_soon_threadsafe(flag.set)
 
     def _next(self):
+        """The next event, or ``None`` once the request's events have all been read."""
         while True:
             with self._cond:
                 if self._buffer:
                     return self._buffer.popleft()
+                if self._completion is not None:
+                    return None
             if not self._drive():  # a stepping thread runs: wait for its next event
                 with self._cond:
                     if not self._buffer:
@@ -64,6 +67,8 @@ class RequestHandle:
         """Block for each event; ends after the :class:`FinishEvent`."""
         while True:
             event = self._next()
+            if event is None:
+                return
             yield event
             if isinstance(event, FinishEvent):
                 return
@@ -75,6 +80,8 @@ class RequestHandle:
         while True:
             with self._cond:
                 event = self._buffer.popleft() if self._buffer else None
+                if event is None and self._completion is not None:
+                    return
                 if event is None:
                     flag.clear()
             if event is None:

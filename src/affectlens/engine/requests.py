@@ -24,10 +24,12 @@ class SamplingParams:
 
     ``seed`` seeds the request's own generator, so a sampled reply depends on nothing else in
     the batch; ``stop`` strings end the reply before them, ``stop_token_ids`` add to the
-    model's end-of-sequence tokens.
+    model's end-of-sequence tokens, which cannot be drawn before ``min_new_tokens`` (or the
+    model's ``generation_config.min_new_tokens``, as in transformers).
     """
 
     max_new_tokens: int = 64
+    min_new_tokens: int = 0
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
