@@ -244,7 +244,7 @@ def test_caps_queue_requests_without_changing_them(family):
         (_request("x", 0), "max_new_tokens"),
         (_request("x", temperature=-1.0), "temperature"),
         (_request("x", top_p=0.0), "top_p"),
-        (_request("word " * 600), "longer than the model's context"),
+        (_request("word " * 1000), "longer than the model's context"),
         (
             GenerationRequest(messages=[{"role": "wizard", "content": "hi"}]),
             "role",

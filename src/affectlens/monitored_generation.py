@@ -21,6 +21,7 @@ from affectlens.errors import AffectlensError
 from affectlens.generation import Prompt, request_for, row_seeds
 from affectlens.models.loading import LoadedModel
 from affectlens.monitor import readout_layers
+from affectlens.steer import validate_steering
 from affectlens.vectors import EmotionVectors
 
 
@@ -83,6 +84,9 @@ def generate_monitored(
         raise AffectlensError("max_new_tokens must be at least 1")
     if not prompts:
         return []
+    if steering is not None:
+        steered_layers = list(steering.layers or [vectors.default_layer])
+        validate_steering(model, vectors, steering.alphas, steered_layers, steering.positions)
     chosen = readout_layers(model, vectors, layers, units)
     per_row = list(seeds) if seeds is not None else row_seeds(len(prompts), seed)
     if len(per_row) != len(prompts):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from affectlens.atomic_files import write_json_atomic, write_text_atomic
+from affectlens.engine import SteeringSpec
 from affectlens.errors import AffectlensError
 from affectlens.experiments.plotting import save_figure, subplots
 from affectlens.hacking.agent import PolicyReply, Rollout, RolloutStore, run_rollouts
@@ -24,7 +25,6 @@ from affectlens.models.loading import LoadedModel
 from affectlens.monitored_generation import generate_monitored
 from affectlens.progress import count_progress
 from affectlens.stats import mean_ci, min_detectable_difference, wilson_interval
-from affectlens.steer import steer
 from affectlens.vectors import EmotionVectors
 
 READOUT_EMOTIONS = ("desperate", "calm", "frustrated")
@@ -67,21 +67,23 @@ class ModelPolicy:
     def respond(self, conversations: list[list[dict]], *, seeds: list[int]) -> list[PolicyReply]:
         """One steered reply per conversation, with readouts from the same steered passes.
 
-        Sampling in a batch shares one generator seeded from the batch's first seed, so a
-        rollout's text depends on which rollouts share its batch (recorded, not hidden). An
-        empty reply has no ``generated_mean`` readout.
+        Each row samples with its own seed, so a rollout's text is the same alone, in any
+        batch and after a resume. An empty reply has no ``generated_mean`` readout.
         """
-        with steer(self.model, self.vectors, self.alphas, layers=self.layers):
-            monitored = generate_monitored(
-                self.model,
-                self.vectors,
-                conversations,
-                layers=self.layers,
-                units=self.units,
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-                seed=seeds[0] if seeds else None,
-            )
+        steering = SteeringSpec(
+            dict(self.alphas), tuple(self.layers) if self.layers else None, "all"
+        )
+        monitored = generate_monitored(
+            self.model,
+            self.vectors,
+            conversations,
+            layers=self.layers,
+            units=self.units,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seeds=seeds,
+            steering=steering if self.alphas else None,
+        )
         replies = []
         for reply in monitored:
             readouts = {"assistant_turn": self._chosen(reply.assistant_turn())}
