@@ -259,3 +259,20 @@ def test_transcript_the_template_refuses_is_one_line(vectors_file, emo_model, tm
         "error: the model's chat template refuses this transcript: "
         "Conversation roles must alternate user/assistant/user/assistant"
     )
+
+
+def test_chat_runs_a_guardrail_and_shows_its_firings(vectors_file, tmp_path, monkeypatch, capsys):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "units: raw\nrules:\n  - name: always\n    when: {emotion: afraid, above: -1000000.0}\n"
+        "    action: flag\n"
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello\n/quit\n"))
+    argv = ["chat", "--vectors", str(vectors_file), "--max-new-tokens", "3", "--units", "raw"]
+    assert main([*argv, "--guardrail", str(policy)]) == 0
+    assert "guardrail always: flag at token 0" in capsys.readouterr().out
+    policy.write_text(
+        "rules:\n  - name: x\n    when: {emotion: afriad, above: 1}\n    action: flag\n"
+    )
+    assert main([*argv, "--guardrail", str(policy)]) == 2
+    assert "did you mean afraid" in _error(capsys)

@@ -1,8 +1,12 @@
-"""``affectlens chat``: an interactive chat showing the emotions at each reply's assistant turn.
+"""``affectlens chat``: an interactive chat that streams each reply with its live emotions.
 
-Lines are read with ``input()`` until EOF or ``/quit``. Commands: ``/steer calm=0.1`` (or
-``/steer`` alone to stop steering), ``/reset`` to forget the conversation, ``/emotions`` to list
-the emotions. A bad command prints one error line and the chat goes on.
+The reply appears token by token as the engine produces it, with a line below it showing the
+strongest emotions at the latest token (on a terminal; elsewhere the reply and the readout are
+printed when the reply ends). ``--guardrail policy.yaml`` runs a guardrail on every reply and
+shows each firing. Lines are read with ``input()`` until EOF or ``/quit``. Commands:
+``/steer calm=0.1`` (or ``/steer`` alone to stop steering), ``/reset`` to forget the
+conversation, ``/emotions`` to list the emotions. A bad command prints one error line and the
+chat goes on.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
-from affectlens.cli.generate_cmd import add_steering_options, steering
+from affectlens.cli.generate_cmd import add_steering_options
 from affectlens.cli.monitor_cmd import print_readout
 from affectlens.cli.vector_options import (
     add_units_option,
@@ -22,10 +27,19 @@ from affectlens.cli.vector_options import (
     parse_alphas,
     vector_layers,
 )
+from affectlens.engine import (
+    Engine,
+    FinishEvent,
+    GenerationRequest,
+    ReadoutSpec,
+    SamplingParams,
+    SteeringSpec,
+    TokenEvent,
+)
 from affectlens.errors import AffectlensError
+from affectlens.guardrails import GuardrailEvent, GuardrailPolicy, load_policy
 from affectlens.models.chat import Message
 from affectlens.models.loading import LoadedModel
-from affectlens.monitored_generation import generate_monitored
 from affectlens.vectors import EmotionVectors
 
 HELP = "commands: /steer EMOTION=ALPHA[,..] (alone: stop), /reset, /emotions, /quit"
@@ -41,6 +55,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_units_option(parser)
     parser.add_argument("--top-k", type=int, default=3, help="emotions shown per reply")
     add_steering_options(parser)
+    parser.add_argument(
+        "--guardrail",
+        metavar="POLICY",
+        help="a guardrail policy file (YAML or JSON) run on every reply (default: none)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -54,9 +73,11 @@ class ChatSession:
         args: argparse.Namespace,
         layers: list[int] | None,
         console: Console,
+        policy: GuardrailPolicy | None = None,
     ) -> None:
         self.model, self.vectors, self.args, self.layers = model, vectors, args, layers
-        self.console = console
+        self.console, self.policy = console, policy
+        self.engine = Engine(model, vectors)
         self.alphas = parse_alphas(args.steer, vectors)
         self.messages: list[Message] = self._opening()
 
@@ -78,27 +99,81 @@ class ChatSession:
         else:
             raise AffectlensError(f"unknown command {name!r}; {HELP}")
 
-    def reply(self, text: str) -> None:
-        """Answer one user message, then show the emotions at the reply's assistant turn.
-
-        The readout comes from the reply's own (steered) generation passes.
-        """
-        self.messages.append({"role": "user", "content": text})
-        with steering(self.model, self.vectors, self.alphas, self.args, self.layers):
-            [reply] = generate_monitored(
-                self.model,
-                self.vectors,
-                [self.messages],
-                layers=self.layers,
-                units=self.args.units,
+    def request(self) -> GenerationRequest:
+        """The engine request for the reply to the conversation so far."""
+        layers = tuple(self.layers) if self.layers else None
+        steering = SteeringSpec(dict(self.alphas), layers, self.args.positions)
+        return GenerationRequest(
+            messages=list(self.messages),
+            sampling=SamplingParams(
                 max_new_tokens=self.args.max_new_tokens,
                 temperature=self.args.temperature,
                 seed=self.args.seed,
+            ),
+            steering=steering if self.alphas else None,
+            readouts=ReadoutSpec(layers=layers, units=self.args.units),
+            guardrail=self.policy,
+        )
+
+    def _top(self, scores: dict[str, float]) -> list[tuple[str, float]]:
+        return sorted(scores.items(), key=lambda item: -item[1])[: self.args.top_k]
+
+    def _live_view(self, text: str, scores: dict[str, float] | None) -> Text:
+        line = ", ".join(f"{e} {s:+.2f}" for e, s in self._top(scores)) if scores else "…"
+        return Text.assemble(
+            ("assistant> ", "bold"), text, "\n", (f"now: {line} ({self.args.units})", "dim")
+        )
+
+    def reply(self, text: str) -> None:
+        """Stream the answer to one user message, then show the assistant-turn emotions.
+
+        Readouts come from the reply's own (steered) generation passes.
+        """
+        self.messages.append({"role": "user", "content": text})
+        handle = self.engine.submit(self.request())
+        pieces: list[str] = []
+        firings: list[GuardrailEvent] = []
+        finish: FinishEvent | None = None
+        live = self.console.is_terminal
+        with Live(self._live_view("", None), console=self.console, auto_refresh=False) if live \
+                else _NoLive() as view:  # fmt: skip
+            for event in handle:
+                if isinstance(event, TokenEvent):
+                    pieces.append(event.text)
+                    view.update(self._live_view("".join(pieces), event.readouts), refresh=True)
+                elif isinstance(event, FinishEvent):
+                    finish = event
+                else:
+                    firings.append(event)
+        assert finish is not None
+        if finish.finish_reason == "error":
+            self.messages.pop()
+            raise AffectlensError(f"generation failed: {finish.error}")
+        self.messages.append({"role": "assistant", "content": finish.text})
+        if not live:
+            self.console.print(Text.assemble(("assistant> ", "bold"), finish.text))
+        for event in firings:
+            what = "(shadow) " if event.shadow else ""
+            self.console.print(
+                f"guardrail {what}{event.rule}: {event.action} at token {event.token_index}",
+                markup=False,
             )
-        self.messages.append({"role": "assistant", "content": reply.text})
-        self.console.print(Text.assemble(("assistant> ", "bold"), reply.text))
         label = "at the assistant turn" + (" (steered)" if self.alphas else "")
-        print_readout(self.console, reply.top_k(self.args.top_k), reply.units, label)
+        top = self._top(finish.prompt_readouts or {})
+        print_readout(self.console, top, self.args.units, label)
+
+
+class _NoLive:
+    """Stands in for ``rich.live.Live`` off a terminal: the reply is printed at the end."""
+
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, *_args, **_kwargs) -> None:
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -108,9 +183,12 @@ def _run(args: argparse.Namespace) -> int:
     layers = vector_layers(args.layers, vectors)
     parse_alphas(args.steer, vectors)
     check_units(args.units, vectors, args.vectors, None)
+    policy = load_policy(args.guardrail) if args.guardrail else None
+    if policy is not None:
+        policy.check(vectors.emotions)
     model = load_fitting_model(args, vectors)
     console = Console(highlight=False)
-    session = ChatSession(model, vectors, args, layers, console)
+    session = ChatSession(model, vectors, args, layers, console, policy)
     console.print(HELP, markup=False)
     while True:
         try:
