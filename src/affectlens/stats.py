@@ -85,21 +85,6 @@ def spearman_bootstrap_ci(
     return Estimate(rho, float(low), float(high))
 
 
-def two_proportion_power(p1: float, p2: float, n_per_arm: float, alpha: float = 0.05) -> float:
-    """Power of the two-sided pooled z-test of ``p1 == p2`` with ``n_per_arm`` per group."""
-    z_alpha = stats.norm.ppf(1 - alpha / 2)
-    p_bar = (p1 + p2) / 2
-    null_sd = math.sqrt(2 * p_bar * (1 - p_bar) / n_per_arm)
-    alt_sd = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_per_arm)
-    if alt_sd == 0:
-        return 1.0 if p1 != p2 else 0.0
-    delta = abs(p2 - p1)
-    return float(
-        stats.norm.cdf((delta - z_alpha * null_sd) / alt_sd)
-        + stats.norm.cdf((-delta - z_alpha * null_sd) / alt_sd)
-    )
-
-
 def min_detectable_difference(
     n_per_arm: float, baseline: float = 0.5, alpha: float = 0.05, power: float = 0.8
 ) -> float:
@@ -126,42 +111,3 @@ def min_detectable_difference(
     if gap(upper) < 0:
         return math.nan
     return float(optimize.brentq(gap, 1e-12, upper, xtol=1e-12))
-
-
-@dataclass(frozen=True)
-class TrendTest:
-    """Logistic regression of a binary outcome on a dose: slope (log-odds per unit) and test."""
-
-    intercept: float
-    slope: float
-    slope_se: float
-    z: float
-    p_value: float
-
-
-def logistic_trend(dose: Sequence[float], outcome: Sequence[int], max_iter: int = 100) -> TrendTest:
-    """Fit ``logit P(outcome) = a + b * dose`` by Newton-Raphson; Wald test of ``b = 0``.
-
-    Use it for the cheat rate against the steering strength alpha (one row per rollout).
-    """
-    x = np.asarray(dose, dtype=float)
-    y = np.asarray(outcome, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or not np.isin(y, (0, 1)).all():
-        raise ValueError("dose and outcome must be 1-D of equal length; outcome must be 0/1")
-    design = np.column_stack([np.ones_like(x), x])
-    beta = np.zeros(2)
-    for _ in range(max_iter):
-        p = 1 / (1 + np.exp(-design @ beta))
-        weights = p * (1 - p)
-        information = design.T @ (design * weights[:, None])
-        step = np.linalg.solve(information, design.T @ (y - p))
-        beta += step
-        if np.abs(step).max() < 1e-10:
-            break
-    else:
-        raise RuntimeError("logistic regression did not converge (separated data?)")
-    p = 1 / (1 + np.exp(-design @ beta))
-    covariance = np.linalg.inv(design.T @ (design * (p * (1 - p))[:, None]))
-    se = math.sqrt(covariance[1, 1])
-    z = beta[1] / se
-    return TrendTest(float(beta[0]), float(beta[1]), se, float(z), float(2 * stats.norm.sf(abs(z))))

@@ -149,7 +149,7 @@ def sweep(
 
 
 def _hacks(rollouts: list[Rollout]) -> int:
-    return sum(r.first_hack_attempt is not None for r in rollouts)
+    return sum(rollout.is_hack for rollout in rollouts)
 
 
 def summarise(results: dict[tuple[str, float], list[Rollout]], emotion: str = "desperate") -> dict:

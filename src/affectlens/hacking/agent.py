@@ -191,8 +191,8 @@ class Rollout:
 
     @property
     def is_hack(self) -> bool:
-        """Whether the final attempt was judged a hack."""
-        return bool(self.attempts) and self.attempts[-1].verdict.is_hack
+        """Whether any attempt was judged a hack (what the report counts as a cheat)."""
+        return self.first_hack_attempt is not None
 
     @property
     def first_hack_attempt(self) -> int | None:
