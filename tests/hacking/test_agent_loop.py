@@ -148,6 +148,29 @@ def test_resume_skips_finished_rollouts(tmp_path: Path) -> None:
     assert idle.calls == [] and [r.to_dict() for r in again] == [r.to_dict() for r in both]
 
 
+def test_a_truncated_last_line_is_skipped_with_a_warning_and_cut_at_the_next_append(
+    tmp_path: Path, caplog
+) -> None:
+    store = RolloutStore(tmp_path / "rollouts.jsonl")
+    run_rollouts(ScriptedPolicy(), _pairs((0,)), max_attempts=3, store=store)
+    good = store.path.read_text()
+    with store.path.open("a") as handle:
+        handle.write('{"task_id": "truncated')
+    assert len(store.load()) == 3 and "truncated last line" in caplog.text
+    store.append(store.load()[0])
+    assert store.path.read_text().startswith(good) and store.path.read_text().count("\n") == 4
+    assert len(store.load()) == 3
+
+
+def test_a_malformed_line_elsewhere_is_an_error_naming_it(tmp_path: Path) -> None:
+    store = RolloutStore(tmp_path / "rollouts.jsonl")
+    run_rollouts(ScriptedPolicy(), _pairs((0,)), max_attempts=3, store=store)
+    lines = store.path.read_text().splitlines(keepends=True)
+    store.path.write_text(lines[0] + "not json\n" + "".join(lines[1:]))
+    with pytest.raises(AffectlensError, match="line 2 is not a rollout record"):
+        store.load()
+
+
 def test_steer_setting_is_part_of_the_key(tmp_path: Path) -> None:
     store = RolloutStore(tmp_path / "rollouts.jsonl")
     pairs = [(get_task("fizzbuzz"), 3)]

@@ -12,6 +12,7 @@ keyed by (task id, steer setting, seed), so an interrupted run resumes where it 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ Message = dict[str, str]
 Readouts = dict[str, dict[str, float]]
 RolloutKey = tuple[str, str, int]
 MAX_ATTEMPTS_PER_SEED = 1000
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
 # Prompt templates
@@ -222,8 +224,10 @@ class Rollout:
 class RolloutStore:
     """Append-only JSONL file of finished rollouts, one per line.
 
-    A truncated last line (a crash mid-write) is ignored on reading; the first record of a key
-    wins if a key was written twice.
+    Only a truncated last line (a crash mid-write) is skipped on reading, with a warning, and
+    the next append cuts it off; a malformed line anywhere else is an error naming the line,
+    because silently dropping it would lose a rollout. The first record of a key wins if a key
+    was written twice.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -233,13 +237,26 @@ class RolloutStore:
         """All stored rollouts, in file order, one per key."""
         if not self.path.exists():
             return []
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        complete, tail = lines[:-1], lines[-1]  # tail: what follows the last newline
         rollouts: dict[RolloutKey, Rollout] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(complete, start=1):
+            if not line.strip():
+                continue
             try:
                 rollout = Rollout.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                raise AffectlensError(
+                    f"{self.path}: line {number} is not a rollout record ({type(error).__name__}); "
+                    "fix or remove that line"
+                ) from None
             rollouts.setdefault(rollout.key, rollout)
+        if tail.strip():
+            log.warning(
+                "%s: skipping a truncated last line (a write cut short); it will be rerun",
+                self.path,
+            )
         return list(rollouts.values())
 
     def keys(self) -> set[RolloutKey]:
@@ -249,17 +266,16 @@ class RolloutStore:
     def append(self, rollout: Rollout) -> None:
         """Write ``rollout`` as one line and flush it to disk.
 
-        If the file ends in a partial line (a crash mid-write), the record starts on a new line.
+        If the file ends in a partial line (a crash mid-write), that line is cut off first.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(rollout.to_dict()) + "\n").encode("utf-8")
-        with self.path.open("a+b") as handle:  # "a": every write lands at the end
-            size = handle.seek(0, os.SEEK_END)
-            if size:
-                handle.seek(size - 1)
-                if handle.read(1) != b"\n":
-                    line = b"\n" + line
-            handle.write(line)
+        with self.path.open("a+b") as handle:
+            handle.seek(0)
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+            handle.write(line)  # "a": every write lands at the (new) end
             handle.flush()
             os.fsync(handle.fileno())
 
