@@ -124,6 +124,40 @@ def test_good_extraction_on_a_model_folder(emo_model_dir, inputs, out, tmp_path,
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no .ckpt or .partial
 
 
+def test_a_kill_during_calibration_keeps_the_extraction_and_resume_starts_there(
+    emo_model_dir, inputs, out, monkeypatch, capsys
+):
+    import affectlens.cli.extract_cmd as extract_cmd
+    import affectlens.extract as extract_module
+
+    _, corpus, neutral = inputs
+    argv = extract_argv(emo_model_dir, corpus, neutral, out, "--layers", "1-2")
+    real_calibrate = extract_cmd.calibrate
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # what a kill during calibration does to the run
+
+    monkeypatch.setattr(extract_cmd, "calibrate", killed)
+    assert main(argv) != 0
+    assert not out.exists()
+    kept = sorted(p.name for p in out.parent.iterdir())
+    assert kept == [out.name + ".ckpt", out.name + ".extracted.safetensors"]
+
+    passes = {"n": 0}
+    real_means = extract_module.batch_means
+
+    def counting(*args, **kwargs):
+        passes["n"] += 1
+        return real_means(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "batch_means", counting)
+    monkeypatch.setattr(extract_cmd, "calibrate", real_calibrate)
+    assert main([*argv, "--resume"]) == 0
+    assert passes["n"] == 0  # no story or neutral pass: it resumed at calibration
+    assert EmotionVectors.load(out).calibration
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
 # --- extract: the corpus ---
 
 

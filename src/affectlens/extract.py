@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from affectlens.capture import capture_residuals, run_captured
 from affectlens.corpus.stories import NeutralPassage, Story
@@ -226,11 +228,47 @@ def calibration_sample(stories: list[Story], per_emotion: int = 2) -> list[Story
     return sample
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def _save_checkpoint(path: Path, identity: dict, done: int, reducers: dict) -> None:
+    """The story pass's reducer state as safetensors, with its identity as JSON metadata."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{name}.{key}": value.contiguous()
+        for name, reducer in reducers.items()
+        for key, value in reducer.state_dict().items()
+    }
+    metadata = {"identity": json.dumps(identity, sort_keys=True), "batches_done": str(done)}
     partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
+    save_file(tensors, str(partial), metadata=metadata)
     os.replace(partial, path)
+
+
+def _load_checkpoint(path: Path, identity: dict, reducers: dict) -> int:
+    """Restore ``reducers`` from a checkpoint of the same run; the batches it had done."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            names = list(handle.keys())
+            tensors = {key: handle.get_tensor(key) for key in names}
+    except Exception as error:  # a file that is not a safetensors checkpoint
+        raise AffectlensError(
+            f"{path} is not an extraction checkpoint ({error}); remove it"
+        ) from None
+    if metadata.get("identity") != json.dumps(identity, sort_keys=True):
+        raise AffectlensError(f"{path} belongs to another corpus or settings; remove it")
+    for name, reducer in reducers.items():
+        prefix = f"{name}."
+        reducer.load_state_dict(
+            {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
+        )
+    return int(metadata["batches_done"])
+
+
+def extraction_fingerprint(
+    stories: list[Story], neutral: list[NeutralPassage], settings: ExtractionSettings
+) -> str:
+    """The corpus hash an extraction of these inputs records (to match a saved artifact)."""
+    grouped = select_training_stories(stories, settings)
+    return corpus_hash([story for group in grouped.values() for story in group], neutral)
 
 
 def extract_vectors(
@@ -259,23 +297,19 @@ def extract_vectors(
     norms = ScalarMeanReducer(len(layers))
     identity = {"corpus": fingerprint, "settings": asdict(settings), "layers": layers}
     done = 0
+    reducers = {"means": story_means, "norms": norms}
     if checkpoint is not None and resume and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        if state["identity"] != identity:
-            raise AffectlensError(f"{checkpoint} belongs to another corpus or settings; remove it")
-        story_means.load_state_dict(state["means"])
-        norms.load_state_dict(state["norms"])
-        done = state["batches_done"]
+        done = _load_checkpoint(checkpoint, identity, reducers)
 
     stream = _iterate(model, batches, layers, settings, "stories", show_progress, skip=done)
     for batch, means, norm_sums, counts in stream:
         story_means.add(group_of[batch.items], means)
         norms.add(norm_sums, counts)
         done += 1
-        if checkpoint is not None and done % settings.checkpoint_every == 0:
-            state = {"identity": identity, "batches_done": done}
-            state |= {"means": story_means.state_dict(), "norms": norms.state_dict()}
-            _save_checkpoint(checkpoint, state)
+        if checkpoint is not None and (
+            done % settings.checkpoint_every == 0 or done == len(batches)
+        ):
+            _save_checkpoint(checkpoint, identity, done, reducers)
 
     neutral_means = text_means(
         model,
@@ -293,8 +327,6 @@ def extract_vectors(
         pcs[layer] = neutral_components(neutral_means[:, column], settings.neutral_variance)
         cleaned = project_out(centred[:, column], pcs[layer])
         vectors[:, column] = cleaned / cleaned.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
     return EmotionVectors(
         emotions=emotions,
         layers=layers,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import json
+import logging
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -27,6 +29,7 @@ from affectlens.extract import (
     ExtractionSettings,
     calibration_sample,
     extract_vectors,
+    extraction_fingerprint,
     neutral_texts,
     resolve_layers,
     select_training_stories,
@@ -34,6 +37,8 @@ from affectlens.extract import (
 from affectlens.models.loading import pack_is_cached
 from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root, install_command
 from affectlens.vectors import EmotionVectors
+
+log = logging.getLogger(__name__)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -61,8 +66,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     extract.add_argument(
         "--checkpoint-every", type=int, default=20, help="batches between checkpoints"
     )
+    extract.add_argument(
+        "--max-neutral",
+        type=int,
+        help="neutral passages read for the projected-out PCs and the calibration (default: "
+        "all 332 for a full run; for --emotions or --max-stories runs, 2 per training story "
+        "and at least 64: each passage costs about as much as a story)",
+    )
     extract.add_argument("--no-calibrate", action="store_true", help="skip readout calibration")
-    extract.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    extract.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: from the last story checkpoint, or at calibration "
+        "when the extraction had finished",
+    )
     extract.set_defaults(handler=_extract)
 
     calib = commands.add_parser(
@@ -97,12 +114,47 @@ def _check_numbers(args: argparse.Namespace) -> None:
         ("--batch-size", args.batch_size, 1),
         ("--max-stories", args.max_stories, 1),
         ("--checkpoint-every", args.checkpoint_every, 1),
+        ("--max-neutral", args.max_neutral, 2),
         ("--start-token", args.start_token, 0),
     ):
         if value is not None and value < low:
             raise AffectlensError(f"{flag} must be at least {low}")
     if not 0 < args.neutral_variance <= 1:
         raise AffectlensError("--neutral-variance must be in (0, 1]")
+
+
+def _resumable_extraction(args, model, stories, neutral, settings, checkpoint, extracted):
+    """The uncalibrated vectors: from an interrupted run's saved extraction when ``--resume``
+    finds one of the same corpus and settings, else extracted now (and saved, so that a kill
+    during calibration loses no extraction)."""
+    if args.resume and extracted.is_file():
+        saved = EmotionVectors.load(extracted)
+        fingerprint = extraction_fingerprint(stories, neutral, settings)
+        same = (
+            saved.provenance.get("corpus_sha256") == fingerprint
+            and saved.provenance.get("settings") == json.loads(json.dumps(asdict(settings)))
+        )
+        if same:
+            saved.check_fits(model)
+            log.info("resuming at calibration from %s", extracted)
+            return saved
+    vectors = extract_vectors(
+        model, stories, neutral, settings, checkpoint=checkpoint, resume=args.resume
+    )
+    vectors.save(extracted)
+    return vectors
+
+
+def _scaled_neutral(args: argparse.Namespace, neutral: list, stories: list, settings) -> list:
+    """The neutral passages to read: ``--max-neutral``, or for a narrowed run (``--emotions``
+    or ``--max-stories``) two per training story and at least 64, so a small extraction is
+    small; a full run reads them all."""
+    if args.max_neutral is not None:
+        return neutral[: args.max_neutral]
+    if args.emotions is None and args.max_stories is None:
+        return neutral
+    training = sum(len(group) for group in select_training_stories(stories, settings).values())
+    return neutral[: max(64, 2 * training)]
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -132,16 +184,21 @@ def _extract(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     select_training_stories(stories, settings)  # a thin or test-only corpus fails before loading
+    neutral = _scaled_neutral(args, neutral, stories, settings)
     model = load_model_from_args(args, args.model)
     settings = replace(settings, layers=tuple(resolve_layers(model, wanted_layers)))
     checkpoint = args.out.with_name(args.out.name + ".ckpt")
-    vectors = extract_vectors(
-        model, stories, neutral, settings, checkpoint=checkpoint, resume=args.resume
+    extracted = args.out.with_name(args.out.name + ".extracted.safetensors")
+    vectors = _resumable_extraction(
+        args, model, stories, neutral, settings, checkpoint, extracted
     )
     if not args.no_calibrate:
         sample = [s.text for s in calibration_sample(stories)]
         calibrate(model, vectors, neutral_texts(model, neutral), sample, show_progress=True)
     vectors.save(args.out)
+    # the work is kept until the calibrated artifact is on disk
+    checkpoint.unlink(missing_ok=True)
+    extracted.unlink(missing_ok=True)
     print(
         f"wrote {args.out}: {len(vectors.emotions)} emotions x {len(vectors.layers)} layers "
         f"x {vectors.hidden_size} from {sum(vectors.provenance['stories_per_emotion'].values())} "
