@@ -1,0 +1,1 @@
+"""``affectlens serve``: an OpenAI-compatible HTTP server with emotion telemetry and guardrails."""
