@@ -17,6 +17,7 @@ from affectlens.cli import (
     extract_cmd,
     generate_cmd,
     monitor_cmd,
+    serve_cmd,
     summary_cmd,
     validate_cmd,
 )
@@ -34,6 +35,7 @@ COMMAND_MODULES = [
     generate_cmd,
     chat_cmd,
     experiment_cmd,
+    serve_cmd,
 ]
 
 
