@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Rebuild the dashboard's vendored assets from the locked npm packages in webui/.
+# Only needed to upgrade them: the built files are committed under
+# src/affectlens/web/static/vendor/, so installing affectlens needs no npm.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+vendor="$root/src/affectlens/web/static/vendor"
+cd "$root/webui"
+npm ci --ignore-scripts --no-audit --no-fund
+mkdir -p "$vendor"
+cp node_modules/chart.js/dist/chart.umd.min.js "$vendor/chart.umd.min.js"
+cp node_modules/chart.js/LICENSE.md "$vendor/chart.js.LICENSE.md"
+echo "vendored chart.js $(node -p "require('./node_modules/chart.js/package.json').version") into $vendor"

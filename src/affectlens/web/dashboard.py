@@ -1,0 +1,66 @@
+"""Mount the dashboard on a FastAPI app: the page at ``/``, its assets, the validation endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from affectlens import __version__
+from affectlens.web.validation_report import load_validation_summary
+
+WEB_DIR = Path(__file__).resolve().parent
+STATIC_PREFIX = "/dashboard/static"
+
+_templates = Environment(
+    loader=FileSystemLoader(WEB_DIR / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def render_page() -> str:
+    """The dashboard's HTML (the same for every visitor: all data comes from the API)."""
+    return _templates.get_template("index.html").render(static=STATIC_PREFIX, version=__version__)
+
+
+def mount_dashboard(
+    app: FastAPI, vectors_path: str | Path | Callable[[], str | Path | None] | None = None
+) -> None:
+    """Serve the dashboard at ``/`` and ``GET /v1/affectlens/validation`` on ``app``.
+
+    ``vectors_path`` is the artifact the server holds (or a callable returning it, for apps that
+    load it at start-up); the validation endpoint reports the ``report.json`` found beside it.
+    """
+    page = render_page()
+
+    @app.get("/", include_in_schema=False)
+    def dashboard_page() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    @app.get(
+        "/v1/affectlens/validation",
+        summary="Headline figures and PCA map of the validation report beside the artifact",
+    )
+    def validation() -> JSONResponse:
+        path = vectors_path() if callable(vectors_path) else vectors_path
+        summary = load_validation_summary(path)
+        if summary is None:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "no validation report beside the vectors artifact "
+                        "(run `affectlens validate --out <artifact dir>/validation`)",
+                        "type": "not_found_error",
+                        "param": None,
+                        "code": "validation_report_not_found",
+                    }
+                },
+                status_code=404,
+            )
+        return JSONResponse(summary)
+
+    app.mount(STATIC_PREFIX, StaticFiles(directory=WEB_DIR / "static"), name="dashboard-static")
