@@ -46,6 +46,18 @@ def _register_generate(actions: argparse._SubParsersAction) -> None:
     gen.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
     gen.add_argument("--max-attempts", type=int, default=4, help="candidates per story slot")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.add_argument(
+        "--backend",
+        metavar="URL",
+        help="an OpenAI-compatible server to write the stories (e.g. http://127.0.0.1:8000/v1: "
+        "affectlens serve, vLLM, llama-server) instead of loading --model here",
+    )
+    gen.add_argument(
+        "--backend-model", help="model name to ask the --backend for (default: its first listed)"
+    )
+    gen.add_argument(
+        "--api-key", help="API key of the --backend (default: $OPENAI_API_KEY, or none)"
+    )
     gen.set_defaults(handler=_generate)
 
 
@@ -91,9 +103,9 @@ def _generate(args: argparse.Namespace) -> int:
         raise AffectlensError("--per-emotion must be at least 1")
     check_writable(args.out, "--out")
     existed = args.out.exists()
-    model = load_model_from_args(args, args.model)
+    backend = _backend(args, load_model_from_args)
     try:
-        reports = _generate_into(args, model, [concepts[name] for name in emotions])
+        reports = _generate_into(args, backend, [concepts[name] for name in emotions])
     finally:
         if not existed and args.out.is_file() and args.out.stat().st_size == 0:
             args.out.unlink()  # nothing was accepted (or the run stopped first): no empty file
@@ -107,12 +119,30 @@ def _generate(args: argparse.Namespace) -> int:
     return 1 if any(r.missing for r in reports) else 0
 
 
-def _generate_into(args: argparse.Namespace, model, concepts: list) -> list:
+def _backend(args: argparse.Namespace, load_model):
+    """The server named by ``--backend`` (asked for its model now), else the local ``--model``."""
+    from affectlens.corpus.generate import LocalModelBackend
+
+    if args.backend is None:
+        if args.backend_model or args.api_key:
+            raise AffectlensError("--backend-model and --api-key need --backend URL")
+        return LocalModelBackend(load_model(args, args.model))
+    from affectlens.backends import OpenAICompatible
+
+    return OpenAICompatible(
+        args.backend,
+        model=args.backend_model,
+        api_key=args.api_key,
+        max_concurrency=max(1, args.batch_size),
+    )
+
+
+def _generate_into(args: argparse.Namespace, backend, concepts: list) -> list:
     """``generate_stories`` with the command's options; the reports per emotion."""
-    from affectlens.corpus.generate import LocalModelBackend, generate_stories
+    from affectlens.corpus.generate import generate_stories
 
     return generate_stories(
-        LocalModelBackend(model),
+        backend,
         concepts,
         args.out,
         per_emotion=args.per_emotion,

@@ -112,7 +112,10 @@ _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 
 
 class StoryBackend(Protocol):
-    """Anything that can complete chat prompts: a local model, or later an HTTP API."""
+    """Anything that can complete chat prompts: a local model, or a server.
+
+    :class:`affectlens.backends.OpenAICompatible` is the server one.
+    """
 
     def complete(
         self,
