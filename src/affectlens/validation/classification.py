@@ -9,7 +9,9 @@ near-synonym confusion apart from outright failure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -111,16 +113,28 @@ def settings_from(vectors: EmotionVectors, batch_size: int | None = None) -> Ext
     return ExtractionSettings(**kwargs)
 
 
+class HasText(Protocol):
+    """Anything read as one text: a story, a transfer text."""
+
+    @property
+    def text(self) -> str: ...
+
+
+def vector_centre(vectors: EmotionVectors) -> torch.Tensor:
+    """[layer, hidden]: the mean of the raw per-emotion means, which every readout subtracts."""
+    return vectors.raw_means.float().mean(dim=0)
+
+
 def read_activations(
     model: LoadedModel,
-    stories: list[Story],
+    stories: Sequence[HasText],
     layers: list[int],
     settings: ExtractionSettings,
     *,
     show_progress: bool = False,
     description: str = "test stories",
 ) -> torch.Tensor:
-    """Per-story masked mean activations [story, layer, hidden]."""
+    """Per-text masked mean activations [text, layer, hidden], pooled as the extraction pools."""
     return text_means(
         model,
         [s.text for s in stories],

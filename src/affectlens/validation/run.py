@@ -16,6 +16,7 @@ from affectlens.validation.classification import (
     held_out_stories,
     read_activations,
     settings_from,
+    vector_centre,
 )
 from affectlens.validation.clusters import cluster_listing, cluster_order, cosine_matrix, kmeans
 from affectlens.validation.geometry import Norm, affect_alignment, valence_by_layer
@@ -76,7 +77,7 @@ def validate(
     activations = read_activations(
         model, held.stories, vectors.layers, settings, show_progress=options.show_progress
     )
-    centre = vectors.raw_means.float().mean(dim=0)
+    centre = vector_centre(vectors)
     classification = classify(
         activations, held.labels, vectors.vectors, centre, vectors.layers, ignored=held.ignored
     )
