@@ -67,10 +67,20 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def dashboard_url(host: str, port: int) -> str:
+    """The address to open the dashboard at: a wildcard bind is reached on loopback."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
 def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from affectlens.serve.app import ServerSettings, create_app
+    from affectlens.web import mount_dashboard
 
     if not is_loopback(args.host) and not args.api_key and not args.insecure:
         raise AffectlensError(
@@ -97,7 +107,9 @@ def _run(args: argparse.Namespace) -> int:
         metric_emotions=tuple(e for e in METRIC_EMOTIONS if e in vectors.emotions),
     )
     app = create_app(engine, vectors, settings)
+    mount_dashboard(app, args.vectors)
     with engine:
         log.info("serving %s on http://%s:%d/v1", model.name, args.host, args.port)
+        log.info("dashboard: open %s", dashboard_url(args.host, args.port))
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

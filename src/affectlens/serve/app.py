@@ -36,6 +36,7 @@ from affectlens.guardrails import GuardrailEvent, GuardrailPolicy
 from affectlens.serve.metrics import ServerMetrics
 from affectlens.serve.schemas import ChatCompletionRequest, CompletionRequest
 from affectlens.serve.telemetry import summarise
+from affectlens.steer import MAX_ALPHA
 from affectlens.vectors import EmotionVectors
 
 
@@ -126,6 +127,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
             "emotions": list(vectors.emotions),
             "layers": list(vectors.layers),
             "default_layer": vectors.default_layer,
+            "max_alpha": MAX_ALPHA,
             "units": ["raw", *(["z", "p99"] if vectors.calibration else [])],
             "default_units": settings.units,
             "policies": sorted(settings.policies),

@@ -15,6 +15,12 @@ from affectlens.web.validation_report import load_validation_summary
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_PREFIX = "/dashboard/static"
+# Everything the page loads or calls is on this server: the browser enforces it too.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 _templates = Environment(
     loader=FileSystemLoader(WEB_DIR / "templates"),
@@ -39,7 +45,9 @@ def mount_dashboard(
 
     @app.get("/", include_in_schema=False)
     def dashboard_page() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(
+            page, headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP}
+        )
 
     @app.get(
         "/v1/affectlens/validation",

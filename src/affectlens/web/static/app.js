@@ -1,6 +1,6 @@
 // Entry point: read what the server holds, then start the four views behind an ARIA tab list.
 
-import { getJSON, normaliseInfo, onAuthNeeded, setApiKey } from "./api.js";
+import { getJSON, onAuthNeeded, setApiKey } from "./api.js";
 import { initChat } from "./chat.js";
 import { initRequests } from "./requests.js";
 import { initTraffic } from "./traffic.js";
@@ -25,9 +25,9 @@ function tabs(views) {
       $(t.getAttribute("aria-controls")).hidden = !on;
     }
     const name = tab.id.slice(4);
-    if (active && active !== name && views[active]) views[active].hide();
+    if (active && active !== name) views[active].hide();
     active = name;
-    if (views[name]) views[name].show();
+    views[name].show();
     if (focus) tab.focus();
     history.replaceState(null, "", `#${name}`);
   }
@@ -40,30 +40,36 @@ function tabs(views) {
       if (e.key === "End") { e.preventDefault(); select(list[list.length - 1]); }
     });
   });
-  const start = list.find((t) => `#${t.id.slice(4)}` === location.hash) || list[0];
-  select(start, false);
+  select(list.find((t) => `#${t.id.slice(4)}` === location.hash) || list[0], false);
 }
 
 async function main() {
-  onAuthNeeded(() => { $("key-form").hidden = false; banner("The server needs an API key."); });
-  $("key-form").addEventListener("submit", (e) => { e.preventDefault(); setApiKey($("api-key").value); location.reload(); });
+  onAuthNeeded(() => {
+    $("key-form").hidden = false;
+    $("api-key").focus();
+    banner("This server needs an API key: enter it above (it is kept for this tab only).");
+  });
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    setApiKey($("api-key").value.trim());
+    location.reload();
+  });
   let info;
   try {
-    info = normaliseInfo(await getJSON("/v1/affectlens/emotions"));
+    info = await getJSON("/v1/affectlens/emotions");
   } catch (err) {
-    banner(`error: cannot read /v1/affectlens/emotions (${err.message})`);
+    if (err.status !== 401) banner(`Cannot read /v1/affectlens/emotions: ${err.message}`);
     return;
   }
   $("model-name").textContent = info.model;
-  const views = {
+  initChat(info, banner);
+  tabs({
     chat: { show() {}, hide() {} },
-    traffic: initTraffic(info, banner),
+    traffic: initTraffic(info),
     requests: initRequests(info, banner),
     vectors: initVectors(info),
-  };
-  initChat(info, banner);
-  tabs(views);
+  });
   document.body.dataset.ready = "true";
 }
 
-if (window.Chart) main(); else window.addEventListener("load", main);
+main();

@@ -1,33 +1,43 @@
 // Token heatmaps, the top-five tooltip, guardrail markers and emotion timelines, shared by the
 // Chat view (live) and the Requests view (from the audit store).
 
-import { categorical, diverging, limitFor, textOn } from "./colors.js";
+import { categorical, diverging, textOn } from "./colors.js";
 
-const fmt = (v) => (v === null || v === undefined ? "–" : (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(2));
+export const fmt = (v, digits = 2) =>
+  (typeof v !== "number" ? "–" : (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(digits));
 
+const SYMBOL = { flag: "⚑", stop: "■", steer_on: "▲", steer_off: "▽" };
+const WHAT = {
+  flag: "flagged the reply",
+  stop: "stopped the reply",
+  steer_on: "started steering",
+  steer_off: "stopped steering",
+};
+
+// One line saying what a guardrail event was and what it did.
 export function describeEvent(e) {
-  const detail = e.detail && Object.keys(e.detail).length ? ` ${JSON.stringify(e.detail)}` : "";
   const values = e.values ? Object.entries(e.values).map(([k, v]) => `${k} ${fmt(v)}`).join(", ") : "";
-  return `${e.rule}: ${e.action}${e.shadow ? " (shadow)" : ""} at token ${e.token_index}` +
-    (values ? ` (${values})` : "") + detail;
+  const steer = e.detail && e.detail.steer
+    ? ` (${Object.entries(e.detail.steer).map(([k, v]) => `${k} ${fmt(v)}`).join(", ")})` : "";
+  return `${e.rule} ${WHAT[e.action] || e.action}${steer}${e.shadow ? " [shadow: not applied]" : ""}` +
+    ` at token ${e.token_index}${values ? `; ${values}` : ""}`;
 }
 
-// One token <span>: focusable, coloured by `emotion`, readouts kept for the tooltip.
-export function tokenSpan(token, emotion, units) {
+// One token <span>: focusable, coloured by `emotion`, its readouts kept for the tooltip.
+export function tokenSpan(token, emotion, units, limit) {
   const span = document.createElement("span");
   span.className = "tok";
   span.tabIndex = 0;
   span.dataset.index = token.index;
   span.textContent = token.text;
   span._readouts = token.readouts || {};
-  paintToken(span, emotion, units);
+  paintToken(span, emotion, units, limit);
   return span;
 }
 
-export function paintToken(span, emotion, units) {
-  const limit = limitFor(units);
+export function paintToken(span, emotion, units, limit) {
   const value = span._readouts[emotion];
-  if (value === undefined) {
+  if (typeof value !== "number") {
     span.style.background = "";
     span.style.color = "";
     span.removeAttribute("aria-label");
@@ -35,19 +45,28 @@ export function paintToken(span, emotion, units) {
   }
   span.style.background = diverging(value, limit);
   span.style.color = textOn(value, limit);
-  span.setAttribute("aria-label", `${JSON.stringify(span.textContent)} ${emotion} ${fmt(value)} ${units}`);
+  span.dataset.value = value;
+  span.setAttribute("aria-label", `${span.textContent}: ${emotion} ${fmt(value)} ${units}`);
 }
 
+// The in-text marker of a guardrail event, placed after the token where it fired.
 export function markerSpan(event) {
   const mark = document.createElement("mark");
   mark.className = `guard-marker action-${event.action}`;
   mark.tabIndex = 0;
-  mark.textContent = event.action === "stop" ? "⏹" : event.action === "flag" ? "⚑" : event.action === "steer_off" ? "◇" : "◆";
+  mark.textContent = `${SYMBOL[event.action] || "◆"} ${event.rule}`;
   mark.title = describeEvent(event);
-  mark.setAttribute("aria-label", `guardrail ${describeEvent(event)}`);
+  mark.setAttribute("aria-label", `guardrail: ${describeEvent(event)}`);
   mark.dataset.tokenIndex = event.token_index;
   mark.dataset.rule = event.rule;
+  mark.dataset.action = event.action;
   return mark;
+}
+
+export function placeMarker(box, event) {
+  const anchor = box.querySelector(`.tok[data-index="${event.token_index}"]`);
+  const mark = markerSpan(event);
+  if (anchor) anchor.after(mark); else box.appendChild(mark);
 }
 
 export function renderEvents(container, events) {
@@ -57,21 +76,20 @@ export function renderEvents(container, events) {
   for (const e of events) {
     const li = document.createElement("li");
     li.className = `action-${e.action}`;
-    li.textContent = describeEvent(e);
+    li.textContent = `${SYMBOL[e.action] || "◆"} ${describeEvent(e)}`;
     list.appendChild(li);
   }
   container.appendChild(list);
 }
 
-// Tooltip: top five emotions of a hovered or focused token.
+// Show the top five emotions of a hovered or focused token of `root` in `tooltip`.
 export function attachTooltip(root, tooltip, unitsOf) {
   const show = (span) => {
     const entries = Object.entries(span._readouts || {}).sort((a, b) => b[1] - a[1]).slice(0, 5);
     if (!entries.length) return;
     tooltip.innerHTML = "";
     const head = document.createElement("div");
-    head.className = "tip-head";
-    head.textContent = `token ${span.dataset.index} ${JSON.stringify(span.textContent)} · top five (${unitsOf()})`;
+    head.textContent = `token ${span.dataset.index} ${JSON.stringify(span.textContent)}: top ${entries.length} (${unitsOf()})`;
     const list = document.createElement("ol");
     for (const [name, value] of entries) {
       const li = document.createElement("li");
@@ -86,9 +104,10 @@ export function attachTooltip(root, tooltip, unitsOf) {
     tooltip.style.top = `${box.bottom + window.scrollY + 6}px`;
   };
   const hide = () => { tooltip.hidden = true; };
-  root.addEventListener("mouseover", (e) => { if (e.target.classList.contains("tok")) show(e.target); });
-  root.addEventListener("mouseout", (e) => { if (e.target.classList.contains("tok")) hide(); });
-  root.addEventListener("focusin", (e) => { if (e.target.classList.contains("tok")) show(e.target); });
+  const isToken = (el) => el.classList && el.classList.contains("tok");
+  root.addEventListener("mouseover", (e) => { if (isToken(e.target)) show(e.target); });
+  root.addEventListener("mouseout", (e) => { if (isToken(e.target)) hide(); });
+  root.addEventListener("focusin", (e) => { if (isToken(e.target)) show(e.target); });
   root.addEventListener("focusout", hide);
   root.addEventListener("keydown", (e) => { if (e.key === "Escape") hide(); });
 }
@@ -100,9 +119,9 @@ const eventLines = {
     const events = chart.options.plugins.guardrailLines?.events || [];
     const { ctx, chartArea, scales } = chart;
     ctx.save();
-    for (const e of events) {
+    events.forEach((e, n) => {
       const x = scales.x.getPixelForValue(e.token_index);
-      if (x < chartArea.left || x > chartArea.right) continue;
+      if (x < chartArea.left || x > chartArea.right) return;
       ctx.strokeStyle = e.action === "stop" ? "#D55E00" : "#000";
       ctx.setLineDash([4, 3]);
       ctx.beginPath();
@@ -112,8 +131,8 @@ const eventLines = {
       ctx.setLineDash([]);
       ctx.fillStyle = ctx.strokeStyle;
       ctx.font = "11px system-ui, sans-serif";
-      ctx.fillText(`${e.rule}: ${e.action}`, x + 3, chartArea.top + 11);
-    }
+      ctx.fillText(`${SYMBOL[e.action] || "◆"} ${e.rule}`, x + 3, chartArea.top + 11 + 12 * (n % 3));
+    });
     ctx.restore();
   },
 };
@@ -144,8 +163,9 @@ export function updateTimeline(chart, tokens, emotions, events, units) {
     label: name,
     borderColor: categorical(i),
     backgroundColor: categorical(i),
-    borderDash: i >= 8 ? [5, 3] : [],
-    data: tokens.filter((t) => t.readouts && t.readouts[name] !== undefined).map((t) => ({ x: t.index, y: t.readouts[name] })),
+    borderDash: [[], [6, 3], [2, 2], [8, 3, 2, 3]][i % 4],
+    data: tokens.filter((t) => typeof t.readouts?.[name] === "number")
+      .map((t) => ({ x: t.index, y: t.readouts[name] })),
   }));
   chart.options.plugins.guardrailLines.events = events;
   chart.options.scales.y.title.text = `readout (${units})`;

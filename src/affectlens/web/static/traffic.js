@@ -1,31 +1,26 @@
 // Traffic view: requests per minute, each emotion's distribution across requests and guardrail
-// firings per minute by rule, from the audit store, polled while the view is open.
+// firings per minute by rule, from the server's /v1/affectlens/traffic, polled while open.
 
-import { getJSON, recordsOf } from "./api.js";
+import { getJSON } from "./api.js";
 import { categorical } from "./colors.js";
 
 const $ = (id) => document.getElementById(id);
-const MINUTES = 30;
 const POLL_MS = 3000;
+const SHOWN_EMOTIONS = 12;
 
 function quantile(sorted, q) {
-  if (!sorted.length) return null;
   const pos = (sorted.length - 1) * q;
   const lo = Math.floor(pos);
   const hi = Math.ceil(pos);
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
-function minuteLabels(now) {
-  const start = Math.floor(now / 60000) - MINUTES + 1;
-  return Array.from({ length: MINUTES }, (_, i) => start + i);
-}
+const clock = (minute) => new Date(minute * 1000).toTimeString().slice(0, 5);
 
-const label = (minute) => new Date(minute * 60000).toTimeString().slice(0, 5);
-
-export function initTraffic(info, banner) {
+export function initTraffic(info) {
   let timer = null;
   const base = { animation: false, maintainAspectRatio: false };
+  const legendBottom = { position: "bottom", labels: { boxWidth: 12 } };
   const rpm = new window.Chart($("chart-rpm"), {
     type: "bar",
     data: { labels: [], datasets: [{ label: "requests", data: [], backgroundColor: categorical(0) }] },
@@ -37,67 +32,55 @@ export function initTraffic(info, banner) {
     options: {
       ...base,
       indexAxis: "y",
-      scales: { x: { title: { display: true, text: `per-request mean readout (${info.units})` } } },
-      plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+      datasets: { bar: { grouped: false } },
+      scales: { x: { title: { display: true, text: `each request's max readout (${info.default_units})` } } },
+      plugins: { legend: legendBottom },
     },
   });
   const guard = new window.Chart($("chart-guard"), {
     type: "bar",
     data: { labels: [], datasets: [] },
-    options: { ...base, scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "firings / min" } } }, plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } } },
+    options: { ...base, scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "firings / min" } } }, plugins: { legend: legendBottom } },
   });
-  $("dist-units").textContent = `(${info.units})`;
 
   async function refresh() {
-    let page;
-    try {
-      page = await getJSON("/v1/affectlens/requests", { limit: 500, since: Math.floor(Date.now() / 1000) - MINUTES * 60 });
-    } catch (err) {
-      $("traffic-status").textContent = `error: ${err.message}`;
+    const minutes = Number($("traffic-minutes").value);
+    let t;
+    try { t = await getJSON("/v1/affectlens/traffic", { minutes }); } catch (err) {
+      $("traffic-status").textContent = err.status === 404
+        ? `This server keeps no audit store (${err.message}).` : `Cannot read traffic: ${err.message}`;
       return;
     }
-    const { rows } = recordsOf(page);
-    const now = Date.now();
-    const minutes = minuteLabels(now);
-    const index = new Map(minutes.map((m, i) => [m, i]));
-    const counts = minutes.map(() => 0);
-    const byRule = new Map();
-    const means = new Map();
-    for (const r of rows) {
-      const m = Math.floor(r.time.getTime() / 60000);
-      if (index.has(m)) counts[index.get(m)] += 1;
-      for (const e of r.events) {
-        if (!byRule.has(e.rule)) byRule.set(e.rule, minutes.map(() => 0));
-        if (index.has(m)) byRule.get(e.rule)[index.get(m)] += 1;
-      }
-      for (const [emotion, s] of Object.entries(r.summary || {})) {
-        const mean = typeof s === "number" ? s : s && s.mean;
-        if (typeof mean !== "number") continue;
-        if (!means.has(emotion)) means.set(emotion, []);
-        means.get(emotion).push(mean);
-      }
-    }
-    rpm.data.labels = minutes.map(label);
-    rpm.data.datasets[0].data = counts;
+    const labels = t.buckets.map((b) => clock(b.minute));
+    rpm.data.labels = labels;
+    rpm.data.datasets[0].data = t.buckets.map((b) => b.requests);
     rpm.update("none");
 
-    const emotions = [...means.keys()].sort();
-    const stats = emotions.map((e) => means.get(e).sort((a, b) => a - b));
-    dist.data.labels = emotions.map((e, i) => `${e} (n=${stats[i].length})`);
+    const rules = [...new Set(t.buckets.flatMap((b) => Object.keys(b.guardrail)))].sort();
+    guard.data.labels = labels;
+    guard.data.datasets = rules.map((rule, i) => ({
+      label: rule, data: t.buckets.map((b) => b.guardrail[rule] || 0), backgroundColor: categorical(i),
+    }));
+    guard.update("none");
+
+    // The emotions with the highest median, each as its 10-90 and 25-75 percentile bands.
+    const stats = Object.entries(t.emotions).filter(([, v]) => v.length)
+      .map(([emotion, values]) => ({ emotion, s: [...values].sort((a, b) => a - b) }))
+      .sort((a, b) => quantile(b.s, 0.5) - quantile(a.s, 0.5))
+      .slice(0, SHOWN_EMOTIONS);
+    dist.data.labels = stats.map((x) => `${x.emotion} (n=${x.s.length})`);
     dist.data.datasets = [
-      { label: "10th–90th percentile", data: stats.map((s) => [quantile(s, 0.1), quantile(s, 0.9)]), backgroundColor: "#b2abd2" },
-      { label: "25th–75th percentile", data: stats.map((s) => [quantile(s, 0.25), quantile(s, 0.75)]), backgroundColor: "#542788" },
-      { type: "scatter", label: "median", data: stats.map((s, i) => ({ x: quantile(s, 0.5), y: dist.data.labels[i] })), backgroundColor: "#E69F00", pointRadius: 5, pointStyle: "rectRot" },
+      { label: "10th–90th percentile", data: stats.map((x) => [quantile(x.s, 0.1), quantile(x.s, 0.9)]), backgroundColor: "#b2abd2" },
+      { label: "25th–75th percentile", data: stats.map((x) => [quantile(x.s, 0.25), quantile(x.s, 0.75)]), backgroundColor: "#542788" },
+      { type: "scatter", label: "median", data: stats.map((x, i) => ({ x: quantile(x.s, 0.5), y: dist.data.labels[i] })), backgroundColor: "#E69F00", borderColor: "#000", pointRadius: 6, pointStyle: "rectRot" },
     ];
-    dist.options.datasets = { bar: { grouped: false } };
     dist.update("none");
 
-    guard.data.labels = minutes.map(label);
-    guard.data.datasets = [...byRule].map(([rule, data], i) => ({ label: rule, data, backgroundColor: categorical(i) }));
-    guard.update("none");
-    const fired = rows.filter((r) => r.fired).length;
-    $("traffic-status").textContent = `${rows.length} requests in the last ${MINUTES} min, ${fired} with guardrail events · updated ${new Date().toLocaleTimeString()}`;
-    banner(null);
+    const total = t.buckets.reduce((n, b) => n + b.requests, 0);
+    const fired = t.buckets.reduce((n, b) => n + Object.values(b.guardrail).reduce((a, c) => a + c, 0), 0);
+    const ranked = Object.keys(t.emotions).length > SHOWN_EMOTIONS ? `; the ${SHOWN_EMOTIONS} emotions with the highest median are shown` : "";
+    $("traffic-status").textContent = `${total} requests and ${fired} guardrail firings in the last ${t.minutes} min${ranked} · updated ${new Date().toLocaleTimeString()}`;
+    $("view-traffic").dataset.updated = String(Date.now());
   }
 
   return {
