@@ -9,8 +9,31 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+
+@contextmanager
+def atomic_writer(path: Path, newline: str | None = None) -> Iterator[TextIO]:
+    """A text handle on a temporary name beside ``path``, renamed to ``path`` on success.
+
+    For outputs written piece by piece (an export of many records): the file appears whole
+    or not at all. On an exception the temporary file is removed. The parent folder is
+    created if needed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline=newline) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -18,13 +41,8 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
     The parent folder is created if needed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
+    with atomic_writer(path) as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
     return path
 
 
