@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from affectlens import __version__
 from affectlens.cli import (
+    audit_cmd,
     chat_cmd,
     corpus_cmd,
     experiment_cmd,
@@ -36,6 +37,7 @@ COMMAND_MODULES = [
     chat_cmd,
     experiment_cmd,
     serve_cmd,
+    audit_cmd,
 ]
 
 
