@@ -10,6 +10,10 @@ import torch
 
 from affectlens.engine.requests import SamplingParams
 
+# Below this temperature, logits / temperature can overflow to inf (softmax gives NaN), and
+# sampling there picks the argmax but on exact ties: such requests decode greedily.
+GREEDY_BELOW = 1e-5
+
 
 def make_generator(params: SamplingParams) -> torch.Generator | None:
     """The request's generator (``None`` for greedy); an unseeded request gets a random seed."""
@@ -27,7 +31,7 @@ def next_token(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None
 ) -> int:
     """The next token id from one row's logits [vocab]."""
-    if params.temperature == 0 or generator is None:
+    if params.temperature < GREEDY_BELOW or generator is None:
         return int(torch.argmax(logits))
     scores = logits.float().cpu() / params.temperature
     if params.top_k > 0:
@@ -37,6 +41,7 @@ def next_token(
         ordered, order = torch.sort(scores, descending=True)
         cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
         drop = cumulative - torch.softmax(ordered, dim=-1) >= params.top_p
+        drop[0] = False  # the most likely token always stays, however small top_p is
         scores = scores.index_fill(0, order[drop], float("-inf"))
     probabilities = torch.softmax(scores, dim=-1)
     return int(torch.multinomial(probabilities, 1, generator=generator))
