@@ -14,6 +14,7 @@ from affectlens.errors import AffectlensError
 from affectlens.validation.geometry import load_norms, match_norms
 from affectlens.validation.report import write_report
 from affectlens.validation.run import ValidationOptions, validate
+from affectlens.validation.transfer import SPLITS, load_transfer
 from affectlens.vectors import EmotionVectors
 
 
@@ -21,7 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add ``validate``."""
     parser = commands.add_parser(
         "validate",
-        help="check an emotion-vectors file: classification, geometry, clusters, logit lens",
+        help="check an emotion-vectors file: classification, geometry, clusters, logit lens, "
+        "stability, transfer",
     )
     parser.add_argument("--vectors", type=Path, required=True, help="emotion vectors file")
     add_model_option(parser, None)
@@ -55,6 +57,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, help="default: the extraction's batch size")
     parser.add_argument(
+        "--transfer",
+        type=Path,
+        help="out-of-genre transfer set, JSONL file or folder (default: the shipped sets)",
+    )
+    parser.add_argument(
+        "--transfer-split",
+        choices=SPLITS,
+        default="dev",
+        help="transfer half to score (default dev; score test only once per method)",
+    )
+    parser.add_argument("--no-transfer", action="store_true", help="skip the transfer section")
+    parser.add_argument(
         "--no-record",
         action="store_true",
         help="leave the vectors file untouched (default: record the recommended layer in it, "
@@ -82,9 +96,13 @@ def command_line(args: argparse.Namespace) -> str:
         ("--top-tokens", args.top_tokens),
         ("--stability-stories", args.stability_stories),
         ("--batch-size", args.batch_size),
+        ("--transfer", args.transfer),
+        ("--transfer-split", None if args.transfer_split == "dev" else args.transfer_split),
     ):
         if value is not None:
             parts += [flag, str(value)]
+    if args.no_transfer:
+        parts.append("--no-transfer")
     return shlex.join(parts)
 
 
@@ -108,6 +126,7 @@ def _validate(args: argparse.Namespace) -> int:
     if norms is not None:
         match_norms(vectors.emotions, norms)
     stories = load_stories(args.corpus or default_stories_path())
+    transfer = None if args.no_transfer else load_transfer(args.transfer)
     model = load_fitting_model(args, vectors)
     options = ValidationOptions(
         layer=args.layer,
@@ -118,8 +137,10 @@ def _validate(args: argparse.Namespace) -> int:
         stability_stories=args.stability_stories,
         batch_size=args.batch_size,
         show_progress=not args.quiet,
+        transfer_split=args.transfer_split,
+        transfer_source=str(args.transfer) if args.transfer else "shipped",
     )
-    results = validate(vectors, model, stories, norms, options)
+    results = validate(vectors, model, stories, norms, options, transfer)
     command = command_line(args)
     out = write_report(results, args.out, command, extra={"vectors": str(args.vectors)})
     recommended = results["classification"]["recommended_layer"]

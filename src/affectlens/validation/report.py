@@ -6,32 +6,27 @@ crashed run never leaves a half-written report behind.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-import math
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from affectlens.atomic_files import json_safe
+from affectlens.validation.html_parts import ci as _ci
+from affectlens.validation.html_parts import fmt as _fmt
+from affectlens.validation.html_parts import png as _png
+from affectlens.validation.html_parts import table as _table
+from affectlens.validation.report_geometry import antonyms_html, components_html, cross_half_html
+from affectlens.validation.report_transfer import transfer_figures, transfer_html
 
-SECTIONS = ("classification", "geometry", "clusters", "logit-lens", "stability")
+SECTIONS = ("classification", "geometry", "clusters", "logit-lens", "stability", "transfer")
 FORMAT = "affectlens.validation/1"
-
-
-def _png(figure: Figure) -> str:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def plot_accuracy(classification: dict) -> str:
@@ -218,25 +213,14 @@ def build_figures(results: dict, command: str) -> list[dict]:
                 "png": plot_stability(s),
             }
         )
+    figures += transfer_figures(_transfer(results), layer)
     for figure in figures:
         figure["command"] = command
     return figures
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
-
-
-def _ci(entry: dict, key: str = "value") -> str:
-    return f"{_fmt(entry.get(key))} [{_fmt(entry.get('low'))}, {_fmt(entry.get('high'))}]"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _transfer(results: dict) -> dict:
+    return results.get("transfer") or {"skipped": "not run"}
 
 
 def _figure_html(figure: dict) -> str:
@@ -301,23 +285,15 @@ def _sections(results: dict, figures: list[dict]) -> dict[str, str]:
         text += _table(
             ["pair", "Pearson r [Fisher 95%]", "Spearman rho [bootstrap 95%]", "n"], corr_rows
         )
-        if g.get("components"):
-            best = g["components"]["best_pc"]
-            text += (
-                f"<p>Which component carries the ratings: valence is best matched by PC"
-                f"{best['valence']}, arousal by PC{best['arousal']}.</p>"
-            )
-            text += _table(
-                ["PC", "|r| with valence", "|r| with arousal"],
-                [
-                    [str(row["pc"]), _fmt(row["valence"]), _fmt(row["arousal"])]
-                    for row in g["components"]["abs_pearson"]
-                ],
-            )
         if g.get("unmatched"):
             text += f"<p>No norm for: {html.escape(', '.join(g['unmatched']))}</p>"
     else:
         text += "<p>No norms file given (--norms), so no valence/arousal correlations.</p>"
+    text += components_html(g)
+    if "cross_half" in g:
+        text += cross_half_html(g["cross_half"])
+    if "antonyms" in g:
+        text += antonyms_html(g["antonyms"])
     parts["geometry"] = text + "".join(by_section["geometry"])
 
     members = [[str(i), html.escape(", ".join(group))] for i, group in enumerate(k["members"])]
@@ -348,6 +324,9 @@ def _sections(results: dict, figures: list[dict]) -> dict[str, str]:
             f"{_ci(s, 'mean_cosine')} ({s['stories']} train stories, at most "
             f"{s['max_stories_per_emotion']} per emotion).</p>" + "".join(by_section["stability"])
         )
+    parts["transfer"] = transfer_html(
+        _transfer(results), results["layer"], "".join(by_section["transfer"])
+    )
     return parts
 
 
@@ -357,6 +336,7 @@ TITLES = {
     "clusters": "Clusters",
     "logit-lens": "Logit lens",
     "stability": "Split-half stability",
+    "transfer": "Transfer to other kinds of text",
 }
 
 STYLE = (

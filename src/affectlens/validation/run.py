@@ -8,7 +8,9 @@ import numpy as np
 
 from affectlens.corpus.stories import Story
 from affectlens.errors import AffectlensError
+from affectlens.extract import ExtractionSettings
 from affectlens.models.loading import LoadedModel
+from affectlens.validation.antonyms import antonym_cosines
 from affectlens.validation.classification import (
     add_cluster_accuracy,
     classify,
@@ -19,9 +21,12 @@ from affectlens.validation.classification import (
     vector_centre,
 )
 from affectlens.validation.clusters import cluster_listing, cluster_order, cosine_matrix, kmeans
+from affectlens.validation.cross_half import cross_half_report
 from affectlens.validation.geometry import Norm, affect_alignment, valence_by_layer
 from affectlens.validation.logit_lens import logit_lens
 from affectlens.validation.stability import split_half_cosines, summarise
+from affectlens.validation.transfer import TransferText
+from affectlens.validation.transfer_score import transfer_section
 from affectlens.vectors import EmotionVectors
 
 
@@ -37,6 +42,8 @@ class ValidationOptions:
     stability_stories: int | None = 20
     batch_size: int | None = None
     show_progress: bool = False
+    transfer_split: str = "dev"
+    transfer_source: str = "shipped"
 
 
 def late_layer(vectors: EmotionVectors) -> int:
@@ -65,8 +72,13 @@ def validate(
     stories: list[Story],
     norms: dict[str, Norm] | None,
     options: ValidationOptions | None = None,
+    transfer: list[TransferText] | None = None,
 ) -> dict:
-    """Classification, geometry, clusters, logit lens and stability, as one dict."""
+    """Classification, geometry, clusters, logit lens, stability and transfer, as one dict.
+
+    ``transfer`` texts (all splits; ``options.transfer_split`` picks the one scored) add the
+    out-of-genre section; without them it is marked skipped.
+    """
     options = options or ValidationOptions()
     for chosen in (options.layer, options.lens_layer):
         if chosen is not None:
@@ -102,29 +114,28 @@ def validate(
     lens_vectors = vectors.at_layer(lens_layer).float()
     lens = logit_lens(model, lens_vectors, emotions, scale=scale, k=options.top_tokens)
 
-    stability: dict
-    sample = train_sample(stories, emotions, options.stability_stories)
-    try:
-        if not sample:
-            raise AffectlensError("the corpus has no train stories of these emotions")
-        train = read_activations(
+    ratings = {e: (v, geometry["arousal"][e]) for e, v in (geometry.get("valence") or {}).items()}
+    stability, cross_half = train_checks(
+        vectors, model, stories, layer, settings, options, ratings or None
+    )
+    geometry["cross_half"] = cross_half
+    geometry["antonyms"] = antonym_cosines(
+        emotions, vectors.vectors.float().numpy(), vectors.layers
+    )
+    geometry["antonyms"]["layer"] = layer
+    transfer_result = (
+        transfer_section(
             model,
-            sample,
-            [layer],
-            settings,
+            vectors,
+            transfer,
+            split=options.transfer_split,
+            settings=settings,
+            source=options.transfer_source,
             show_progress=options.show_progress,
-            description="train stories",
-        )[:, 0]
-        labels = [emotions.index(s.emotion) for s in sample]
-        cosines = split_half_cosines(
-            train, labels, neutral_pcs=vectors.neutral_pcs.get(layer), seed=options.seed
         )
-        stability = summarise(cosines, emotions)
-        stability["stories"] = len(sample)
-        stability["max_stories_per_emotion"] = options.stability_stories
-    except AffectlensError as exc:
-        stability = {"skipped": str(exc)}
-    stability["layer"] = layer
+        if transfer is not None
+        else {"skipped": "transfer not requested"}
+    )
 
     return {
         "model": model.name,
@@ -151,7 +162,59 @@ def validate(
             "tokens": lens,
         },
         "stability": stability,
+        "transfer": transfer_result,
     }
+
+
+def train_checks(
+    vectors: EmotionVectors,
+    model: LoadedModel,
+    stories: list[Story],
+    layer: int,
+    settings: ExtractionSettings,
+    options: ValidationOptions,
+    ratings: dict[str, tuple[float, float]] | None,
+) -> tuple[dict, dict]:
+    """Split-half stability and the cross-half PCA, from one read of the train sample.
+
+    ``ratings`` (emotion -> (valence, arousal)) adds each cross-half axis's |r| with them.
+    """
+    emotions = vectors.emotions
+    sample = train_sample(stories, emotions, options.stability_stories)
+    neutral_pcs = vectors.neutral_pcs.get(layer)
+    try:
+        if not sample:
+            raise AffectlensError("the corpus has no train stories of these emotions")
+        train = read_activations(
+            model,
+            sample,
+            [layer],
+            settings,
+            show_progress=options.show_progress,
+            description="train stories",
+        )[:, 0]
+        labels = [emotions.index(s.emotion) for s in sample]
+        cosines = split_half_cosines(train, labels, neutral_pcs=neutral_pcs, seed=options.seed)
+        stability = summarise(cosines, emotions)
+        stability["stories"] = len(sample)
+        stability["max_stories_per_emotion"] = options.stability_stories
+    except AffectlensError as exc:
+        return {"skipped": str(exc), "layer": layer}, {"skipped": str(exc), "layer": layer}
+    stability["layer"] = layer
+    try:
+        cross_half = cross_half_report(
+            train,
+            labels,
+            vectors.at_layer(layer).float().numpy(),
+            emotions,
+            neutral_pcs=neutral_pcs,
+            seed=options.seed,
+            norms=ratings,
+        )
+    except AffectlensError as exc:
+        cross_half = {"skipped": str(exc)}
+    cross_half["layer"] = layer
+    return stability, cross_half
 
 
 __all__ = ["ValidationOptions", "validate"]

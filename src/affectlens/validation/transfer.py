@@ -13,10 +13,10 @@ looking and tuning) and a ``test`` half (scored once per method). Scoring lives 
   emotion words in any form (the word and the entries of its own forbidden list that share
   its first three letters: *anger* for *angry*, *hope* for *hopeful*), hashtags included;
 - 25-120 words (social posts 12-70);
-- no two texts share their first three words or any run of five words;
+- no two texts of a form share their first three words or any run of five words;
 - the form's shape: a second-person text starts with *You*, a diary entry speaks in the first
-  person, a dialogue is 2-6 ``Name: ...`` lines of at least two speakers, a social post is
-  plain ASCII;
+  person (singular or plural), a dialogue is 2-6 ``Name: ...`` lines of at least two
+  speakers, a social post is plain ASCII;
 - 12 ``dev`` then 13 ``test`` texts per emotion and form (the first twelve written are dev).
 """
 
@@ -51,7 +51,10 @@ RUN_WORDS = 5
 
 _SPEAKER = re.compile(r"^[A-Z][A-Za-z .'-]{0,29}: \S")
 _HASHTAG = re.compile(r"#(\w+)")
-_FIRST_PERSON = {"i", "i'm", "i've", "i'd", "i'll", "me", "my", "mine", "myself"}
+_FIRST_PERSON = {
+    "i", "i'm", "i've", "i'd", "i'll", "me", "my", "mine", "myself",
+    "we", "we're", "we've", "we'd", "we'll", "us", "our", "ours", "ourselves",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,18 @@ def check_text(item: TransferText, concepts: dict[str, Concept], names: tuple[st
 
 
 def check_repeats(texts: list[TransferText]) -> list[Problem]:
-    """No two texts (across all forms) share their first three words or a five-word run."""
+    """No two texts of a form share their first three words or a five-word run.
+
+    The rule is per form, the unit each writer controls: across forms, stock phrases (*at two
+    in the morning*, *in the middle of the*) recur without making texts alike.
+    """
+    by_form: dict[str, list[TransferText]] = defaultdict(list)
+    for item in texts:
+        by_form[item.form].append(item)
+    return [p for group in by_form.values() for p in _repeats(group)]
+
+
+def _repeats(texts: list[TransferText]) -> list[Problem]:
     problems = []
     openings: dict[tuple[str, ...], str] = {}
     runs: dict[tuple[str, ...], str] = {}
