@@ -78,6 +78,60 @@ def test_a_request_in_a_mixed_batch_with_late_joiners_decodes_as_alone(family):
     assert [len(c.token_ids) for c in together] == [9, 12, 7, 11, 10]
 
 
+def _prefill_passes(engine, model) -> int:
+    """Forward passes of the engine's next step that read more than one token per row."""
+    widths = []
+    hook = model.model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        engine.step()
+    finally:
+        hook.remove()
+    return sum(1 for width in widths if width > 1)
+
+
+@pytest.mark.parametrize("cap", [8192, 40])
+def test_requests_arriving_together_are_prefilled_together_and_decode_as_alone(family, cap):
+    model, vectors = family
+    engine = Engine(model, vectors, config=EngineConfig(max_prefill_tokens=cap))
+    alone = [engine.run([request])[0] for request in _mixed_requests()]
+    handles = [engine.submit(request) for request in _mixed_requests()]
+    passes = _prefill_passes(engine, model)
+    together = [handle.result() for handle in handles]
+    assert [c.token_ids for c in together] == [c.token_ids for c in alone]
+    first = torch.tensor([[c.prompt_readouts[e] for e in vectors.emotions] for c in together
+                          if c.prompt_readouts])  # fmt: skip
+    solo = torch.tensor([[c.prompt_readouts[e] for e in vectors.emotions] for c in alone
+                         if c.prompt_readouts])  # fmt: skip
+    torch.testing.assert_close(first, solo, atol=1e-4, rtol=1e-4)
+    widths = sorted(len(prompt_ids(model.tokenizer, r)) for r in _mixed_requests())
+    if cap == 8192:
+        assert passes == 1
+    else:  # sorted by length, each group's rows x longest prompt within the cap
+        groups, size = 0, []
+        for width in widths:
+            if size and (len(size) + 1) * width <= cap:
+                size.append(width)
+            else:
+                groups, size = groups + 1, [width]
+        assert passes == groups > 1
+
+
+def test_a_row_that_stops_at_its_first_token_leaves_its_prefill_group(family):
+    model, vectors = family
+    engine = Engine(model, vectors)
+    alone = [engine.run([request])[0].token_ids for request in _mixed_requests()]
+    requests = _mixed_requests()
+    first = alone[1][0]
+    requests[1] = _request(PROMPTS[1], 12, requests[1].steering, stop_token_ids=(first,))
+    results = engine.run(requests)
+    assert results[1].finish_reason == "stop" and results[1].token_ids == []
+    assert [r.token_ids for i, r in enumerate(results) if i != 1] == [
+        a for i, a in enumerate(alone) if i != 1
+    ]
+
+
 def _hf_steered(model, vectors, prompt, alphas, layers, positions, n):
     ids = torch.tensor([encode(model.tokenizer, prompt)])
     with steer(model, vectors, alphas, layers=layers, positions=positions):

@@ -1,8 +1,9 @@
 """The engine: many concurrent requests on one model, each with its own steering and readouts.
 
-Requests share forward passes (continuous batching): a request that arrives while others are
-decoding is prefilled on its own, then merged into the running batch at the next step
-boundary; a finished or cancelled request leaves at once. Each step adds every row's own
+Requests share forward passes (continuous batching): requests that arrive while others are
+decoding are prefilled together (left-padded, in groups of similar length under a padded-token
+cap), then merged into the running batch at the next step boundary; a finished or cancelled
+request leaves at once. Each step adds every row's own
 steering delta, reads every row's emotions from the same pass, feeds them to the row's
 guardrail (whose steering changes take effect at the next step) and samples each row's next
 token with the row's own generator.
@@ -50,6 +51,8 @@ class EngineConfig:
 
     max_batch_size: int = 16
     max_tokens_in_flight: int = 65536
+    max_prefill_tokens: int = 8192
+    """Padded prompt tokens (rows x longest prompt) prefilled in one forward pass at most."""
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,8 @@ class Engine:
         """One step: drop cancelled rows, admit and prefill new requests, decode the batch."""
         with self._step_lock, torch.inference_mode():
             self._drop_cancelled()
-            for row in self._admit():
-                self._guarded(row, self._prefill, row)
+            for group in self._prefill_groups(self._admit()):
+                self._prefill(group)
             self._remove_finished()
             if self._rows:
                 self._decode()
@@ -274,23 +277,52 @@ class Engine:
             new_cache = output.past_key_values
         return output.logits[:, -1, :].float().cpu(), new_cache, raw
 
-    def _prefill(self, row: _Row) -> None:
-        ids = torch.tensor([row.prompt], dtype=torch.long)
-        mask = torch.ones_like(ids)
-        positions = torch.arange(len(row.prompt))[None, :]
-        logits, cache, raw = self._forward(ids, mask, positions, None, [row], "prompt")
-        if row.readout is not None:
-            row.prompt_readouts = self._scores(row.readout, raw, [0])[0]
-        self._after_logits(row, logits[0])
-        if row.finished:
+    def _prefill_groups(self, rows: list[_Row]) -> list[list[_Row]]:
+        """Admitted rows in prefill groups: sorted by prompt length, each group's padded size
+        (rows x its longest prompt) within ``max_prefill_tokens`` (a longer prompt goes alone)."""
+        groups: list[list[_Row]] = []
+        for row in sorted(rows, key=lambda r: len(r.prompt)):
+            group = groups[-1] if groups else None
+            if group and (len(group) + 1) * len(row.prompt) <= self.config.max_prefill_tokens:
+                group.append(row)
+            else:
+                groups.append([row])
+        return groups
+
+    def _prefill(self, rows: list[_Row]) -> None:
+        """Prefill ``rows`` in one left-padded pass, then merge the survivors into the batch."""
+        width = max(len(row.prompt) for row in rows)
+        pad = self.model.tokenizer.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in rows])
+        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows])
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        try:
+            logits, cache, raw = self._forward(ids, mask, positions, None, rows, "prompt")
+        except Exception as error:  # the model failed on this group: its rows end, no others
+            log.exception("prefill failed")
+            for row in rows:
+                self._finish(row, "error", error=f"forward pass failed: {error}")
             return
+        for index, row in enumerate(rows):
+            self._guarded(row, self._after_prefill, row, index, logits[index], raw)
+        keep = [index for index, row in enumerate(rows) if not row.finished]
+        if not keep:
+            return
+        columns = width
+        if len(keep) < len(rows):
+            cache, columns, mask = kv_cache.keep_rows(cache, columns, mask, keep)
         if self._cache is None or not self._rows:
-            self._cache, self._columns, self._mask = cache, len(row.prompt), mask
+            self._cache, self._columns, self._mask = cache, columns, mask
         else:
             self._cache, self._columns, self._mask = kv_cache.merge(
-                self._cache, self._columns, self._mask, cache, len(row.prompt), mask
+                self._cache, self._columns, self._mask, cache, columns, mask
             )
-        self._rows.append(row)
+        self._rows.extend(rows[index] for index in keep)
+
+    def _after_prefill(self, row: _Row, index: int, logits: torch.Tensor, raw) -> None:
+        if row.readout is not None:
+            row.prompt_readouts = self._scores(row.readout, raw, [index])[0]
+        self._after_logits(row, logits)
 
     def _decode(self) -> None:
         rows = list(self._rows)
