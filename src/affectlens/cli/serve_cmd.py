@@ -6,6 +6,8 @@ import argparse
 import ipaddress
 import logging
 import socket
+from contextlib import nullcontext
+from pathlib import Path
 
 from affectlens.cli.options import add_model_option
 from affectlens.cli.vector_options import load_fitting_model
@@ -48,7 +50,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask"
     )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="audit store: a SQLAlchemy URL (sqlite:///FILE, postgresql+psycopg://USER:PW@HOST/DB)"
+        " or a SQLite file; 'none' records nothing (default: <vectors stem>.audit.sqlite next to"
+        " the vectors file)",
+    )
+    parser.add_argument(
+        "--audit-traces",
+        action="store_true",
+        help="store every request's per-token trace (default: only requests that ask "
+        "telemetry 'tokens')",
+    )
     parser.set_defaults(handler=_run)
+
+
+def audit_location(db: str | None, vectors: str) -> str | None:
+    """What ``--db`` names: ``None`` for 'none', else a URL or path (see :class:`AuditStore`)."""
+    if db is None:
+        path = Path(vectors).expanduser()
+        return str(path.with_name(path.stem + ".audit.sqlite"))
+    return None if db.strip().lower() == "none" else db
 
 
 def is_loopback(host: str) -> bool:
@@ -80,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from affectlens.serve.app import ServerSettings, create_app
+    from affectlens.serve.audit import AuditStore
     from affectlens.web import mount_dashboard
 
     if not is_loopback(args.host) and not args.api_key and not args.insecure:
@@ -95,6 +119,12 @@ def _run(args: argparse.Namespace) -> int:
         policy = load_policy(path)
         policy.check(vectors.emotions)
         policies[policy.name] = policy
+    where = audit_location(args.db, args.vectors)
+    audit = AuditStore(where, keep_traces=args.audit_traces) if where is not None else None
+    if audit is None:
+        log.info("audit store: off (--db none)")
+    else:
+        log.info("audit store: %s", audit.location)
     model = load_fitting_model(args, vectors)
     engine = Engine(model, vectors, config=EngineConfig(max_batch_size=args.max_batch_size))
     settings = ServerSettings(
@@ -106,9 +136,9 @@ def _run(args: argparse.Namespace) -> int:
         default_policy=next(iter(policies), None),
         metric_emotions=tuple(e for e in METRIC_EMOTIONS if e in vectors.emotions),
     )
-    app = create_app(engine, vectors, settings)
+    app = create_app(engine, vectors, settings, audit)
     mount_dashboard(app, args.vectors)
-    with engine:
+    with audit if audit is not None else nullcontext(), engine:  # the store closes last
         log.info("serving %s on http://%s:%d/v1", model.name, args.host, args.port)
         log.info("dashboard: open %s", dashboard_url(args.host, args.port))
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -9,6 +9,7 @@ if one is set). Errors come back in OpenAI's shape, ``{"error": {"message", "typ
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -33,6 +34,14 @@ from affectlens.engine import (
 )
 from affectlens.errors import AffectlensError
 from affectlens.guardrails import GuardrailEvent, GuardrailPolicy
+from affectlens.serve.audit import (
+    AuditQueryError,
+    AuditRecord,
+    AuditStore,
+    RequestFilter,
+    parse_minutes,
+    parse_page,
+)
 from affectlens.serve.metrics import ServerMetrics
 from affectlens.serve.schemas import ChatCompletionRequest, CompletionRequest
 from affectlens.serve.telemetry import summarise
@@ -73,8 +82,15 @@ def _error(status: int, message: str, kind: str, param=None, code=None, headers=
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings) -> FastAPI:
-    """The FastAPI application serving ``engine`` (whose stepping thread must be started)."""
+def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings,
+               audit: AuditStore | None = None) -> FastAPI:  # fmt: skip
+    """The FastAPI application serving ``engine`` (whose stepping thread must be started).
+
+    With ``audit``, every request is recorded there when it ends (and read for emotions even
+    when it asked no telemetry, so each record has its summary), and the
+    ``/v1/affectlens/requests`` and ``/v1/affectlens/traffic`` routes read it back. The caller
+    owns the store and closes it after the server stops.
+    """
     app = FastAPI(title="affectlens", version="1", docs_url=None, redoc_url=None)
     metrics = ServerMetrics(engine, settings.metric_emotions)
     app.state.metrics = metrics
@@ -162,7 +178,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
         telemetry = options.telemetry if options is not None else "none"
         policy = _policy(options)
         readouts = None
-        if telemetry != "none" or policy is not None:
+        if telemetry != "none" or policy is not None or audit is not None:
             readouts = ReadoutSpec(
                 emotions=tuple(options.emotions) if options and options.emotions else None,
                 layers=tuple(options.readout_layers) if options and options.readout_layers
@@ -195,26 +211,64 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
         except AffectlensError as error:
             raise APIError(400, str(error)) from None
 
+    def _record(body, request: GenerationRequest, state: _Collected, kind: str, ended: str):
+        """Queue the audit record of a request that ended (``ended``: why, if unfinished)."""
+        if audit is None:
+            return
+        finish, now = state.finish, time.perf_counter()
+        steering = request.steering
+        record = AuditRecord(
+            id=state.ident(kind), created=state.created, user=body.user,
+            model=settings.model_name, kind=kind, messages=request.messages,
+            prompt=request.prompt, text=finish.text if finish else state.text,
+            finish_reason=finish.finish_reason if finish else ended,
+            completion_tokens=finish.usage.completion_tokens if finish else state.tokens_seen,
+            prompt_tokens=finish.usage.prompt_tokens if finish else None,
+            latency_ms=(now - state.started) * 1000,
+            ttft_ms=None if state.first_token_at is None
+            else (state.first_token_at - state.started) * 1000,
+            sampling={"max_tokens": request.sampling.max_new_tokens,
+                      "temperature": request.sampling.temperature,
+                      "top_p": request.sampling.top_p, "seed": request.sampling.seed,
+                      "stop": list(request.sampling.stop)},
+            steering=None if steering is None else {
+                "alphas": dict(steering.alphas),
+                "layers": list(steering.layers or (vectors.default_layer,)),
+                "positions": steering.positions},
+            policy=request.guardrail.name if request.guardrail is not None else None,
+            readouts=state.readouts, guardrail_events=[e.to_dict() for e in state.events],
+            tokens=state.trace,
+        )  # fmt: skip
+        if not audit.submit(record):
+            metrics.audit_dropped.inc()
+
     async def _run(body, request: GenerationRequest, telemetry: str, kind: str):
         handle = _submit(request)
         in_flight["n"] += 1
-        started = time.perf_counter()
-        state = _Collected(telemetry)
+        traced = audit is not None and (telemetry == "tokens" or audit.keep_traces)
+        state = _Collected(telemetry, traced)
+        started = state.started
+        ended = "error"
         try:
             if body.stream:
                 return StreamingResponse(
-                    _stream(handle, body, state, kind, started),
+                    _stream(handle, body, request, state, kind, started),
                     media_type="text/event-stream",
                 )
-            async for event in handle.aiter():
-                state.add(event, metrics, started)
+            try:
+                async for event in handle.aiter():
+                    state.add(event, metrics, started)
+            except asyncio.CancelledError:
+                ended = "disconnected"
+                raise
             return JSONResponse(_final_body(state, kind, settings.model_name))
         finally:
             if not body.stream:
                 in_flight["n"] -= 1
                 handle.cancel()
+                _record(body, request, state, kind, ended)
 
-    async def _stream(handle, body, state, kind, started) -> AsyncIterator[str]:
+    async def _stream(handle, body, request, state, kind, started) -> AsyncIterator[str]:
         ident = state.ident(kind)
         created = int(time.time())
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
@@ -237,6 +291,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
                 data["usage"] = usage
             return f"data: {json.dumps(data)}\n\n"
 
+        ended = "error"
         try:
             if kind == "chat":
                 yield chunk({"role": "assistant", "content": ""})
@@ -255,9 +310,13 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
             if body.stream_options is not None and body.stream_options.include_usage:
                 yield chunk(usage=final["usage"], choices=False)
             yield "data: [DONE]\n\n"
+        except (GeneratorExit, asyncio.CancelledError):
+            ended = "disconnected"
+            raise
         finally:
             in_flight["n"] -= 1
             handle.cancel()  # a client that went away frees its slot at the next step
+            _record(body, request, state, kind, ended)
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionRequest):
@@ -278,15 +337,64 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
             raise APIError(400, str(error)) from None
         return await _run(body, request, telemetry, "text")
 
+    def _store() -> AuditStore:
+        if audit is None:
+            raise APIError(404, "this server keeps no audit store (started with --db none)",
+                           code="audit_disabled")  # fmt: skip
+        return audit
+
+    def _params(request: Request, allowed: set[str]) -> dict[str, str]:
+        params = dict(request.query_params)
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise APIError(400, f"unknown query parameter {unknown[0]!r}; known: "
+                           f"{', '.join(sorted(allowed))}", param=unknown[0])  # fmt: skip
+        return params
+
+    list_params = {"since", "until", "user", "emotion", "above", "guardrail", "limit", "offset"}
+
+    @app.get("/v1/affectlens/requests")
+    def audited_requests(request: Request):
+        store = _store()
+        params = _params(request, list_params)
+        try:
+            where = RequestFilter.parse(params)
+            limit, offset = parse_page(params.get("limit"), params.get("offset"))
+        except AuditQueryError as error:
+            raise APIError(400, str(error), param=error.param) from None
+        return store.list_requests(where, limit, offset)
+
+    @app.get("/v1/affectlens/requests/{request_id}")
+    def audited_request(request_id: str):
+        record = _store().get_request(request_id)
+        if record is None:
+            raise APIError(404, f"no audited request {request_id!r}", param="id",
+                           code="not_found")  # fmt: skip
+        return record
+
+    @app.get("/v1/affectlens/traffic")
+    def traffic(request: Request):
+        store = _store()
+        params = _params(request, {"minutes"})
+        try:
+            minutes = parse_minutes(params.get("minutes"))
+        except AuditQueryError as error:
+            raise APIError(400, str(error), param=error.param) from None
+        return store.traffic(minutes)
+
     return app
 
 
 class _Collected:
     """What a request's events add up to, for the final response and the metrics."""
 
-    def __init__(self, telemetry: str) -> None:
+    def __init__(self, telemetry: str, traced: bool = False) -> None:
         self.telemetry = telemetry
         self.request_id = uuid.uuid4().hex
+        self.created = time.time()
+        self.started = time.perf_counter()
+        self.tokens_seen = 0
+        self.trace: list[dict] | None = [] if traced else None
         self.text = ""
         self.readouts: list[dict[str, float]] = []
         self.events: list[GuardrailEvent] = []
@@ -304,6 +412,10 @@ class _Collected:
                 metrics.ttft.observe(now - started)
             metrics.observe_token(event.readouts)
             self.text += event.text
+            self.tokens_seen += 1
+            if self.trace is not None:
+                self.trace.append({"index": event.index, "text": event.text,
+                                   "readouts": event.readouts})  # fmt: skip
             if event.readouts is not None:
                 self.readouts.append(event.readouts)
         elif isinstance(event, GuardrailEvent):

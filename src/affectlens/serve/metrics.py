@@ -1,5 +1,6 @@
 """Prometheus metrics of one server: traffic, latency, the engine's queue and batch, guardrail
-firings, and the readouts of a bounded set of emotions (one per-app registry)."""
+firings, audit records dropped, and the readouts of a bounded set of emotions (one per-app
+registry)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ class ServerMetrics:
                                  ["rule", "action"], registry=r)  # fmt: skip
         self.readout = Histogram("affectlens_emotion_readout", "per-token readouts",
                                  ["emotion"], buckets=_READOUT, registry=r)  # fmt: skip
+        self.audit_dropped = Counter("affectlens_audit_dropped",
+                                     "audit records dropped because the writer's queue was full",
+                                     registry=r)  # fmt: skip
 
     def sample_engine(self) -> None:
         stats = self.engine.stats()
