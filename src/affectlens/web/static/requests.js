@@ -19,6 +19,7 @@ function steeringText(s) {
 export function initRequests(info, banner) {
   let offset = 0;
   let current = null;
+  let asked = 0; // the latest listing asked for: an older answer arriving late is dropped
   const chart = timelineChart($("detail-timeline"), info.default_units);
   const emotionFilter = $("f-emotion");
   const detailEmotion = $("detail-emotion");
@@ -44,12 +45,15 @@ export function initRequests(info, banner) {
 
   async function load() {
     const status = $("requests-status");
+    const mine = ++asked;
     let page;
     try { page = await getJSON("/v1/affectlens/requests", filters()); } catch (err) {
+      if (mine !== asked) return;
       status.textContent = err.status === 404
         ? `This server keeps no audit store (${err.message}).` : `Cannot list requests: ${err.message}`;
       return;
     }
+    if (mine !== asked) return;
     const body = $("requests-table").querySelector("tbody");
     body.innerHTML = "";
     for (const r of page.data) {

@@ -33,7 +33,10 @@ export function initTraffic(info) {
       ...base,
       indexAxis: "y",
       datasets: { bar: { grouped: false } },
-      scales: { x: { title: { display: true, text: `each request's max readout (${info.default_units})` } } },
+      scales: {
+        x: { type: "linear", grace: "5%", title: { display: true, text: `each request's max readout (${info.default_units})` } },
+        y: { type: "category" },
+      },
       plugins: { legend: legendBottom },
     },
   });
@@ -69,17 +72,18 @@ export function initTraffic(info) {
       .sort((a, b) => quantile(b.s, 0.5) - quantile(a.s, 0.5))
       .slice(0, SHOWN_EMOTIONS);
     dist.data.labels = stats.map((x) => `${x.emotion} (n=${x.s.length})`);
+    // a box plot drawn with bars: 10-90 whiskers thin, 25-75 box wide, the median on top
     dist.data.datasets = [
-      { label: "10th–90th percentile", data: stats.map((x) => [quantile(x.s, 0.1), quantile(x.s, 0.9)]), backgroundColor: "#b2abd2" },
-      { label: "25th–75th percentile", data: stats.map((x) => [quantile(x.s, 0.25), quantile(x.s, 0.75)]), backgroundColor: "#542788" },
-      { type: "scatter", label: "median", data: stats.map((x, i) => ({ x: quantile(x.s, 0.5), y: dist.data.labels[i] })), backgroundColor: "#E69F00", borderColor: "#000", pointRadius: 6, pointStyle: "rectRot" },
+      { type: "scatter", label: "median", order: 0, data: stats.map((x, i) => ({ x: quantile(x.s, 0.5), y: dist.data.labels[i] })), backgroundColor: "#E69F00", borderColor: "#000", borderWidth: 1, pointRadius: 7, pointStyle: "rectRot" },
+      { label: "25th–75th percentile", order: 1, barPercentage: 0.7, data: stats.map((x) => [quantile(x.s, 0.25), quantile(x.s, 0.75)]), backgroundColor: "#542788" },
+      { label: "10th–90th percentile", order: 2, barPercentage: 0.2, data: stats.map((x) => [quantile(x.s, 0.1), quantile(x.s, 0.9)]), backgroundColor: "#8073ac" },
     ];
     dist.update("none");
 
     const total = t.buckets.reduce((n, b) => n + b.requests, 0);
     const fired = t.buckets.reduce((n, b) => n + Object.values(b.guardrail).reduce((a, c) => a + c, 0), 0);
     const ranked = Object.keys(t.emotions).length > SHOWN_EMOTIONS ? `; the ${SHOWN_EMOTIONS} emotions with the highest median are shown` : "";
-    $("traffic-status").textContent = `${total} requests and ${fired} guardrail firings in the last ${t.minutes} min${ranked} · updated ${new Date().toLocaleTimeString()}`;
+    $("traffic-status").textContent = `${total} request${total === 1 ? "" : "s"} and ${fired} guardrail firing${fired === 1 ? "" : "s"} in the last ${t.minutes} min${ranked} · updated ${new Date().toLocaleTimeString()}`;
     $("view-traffic").dataset.updated = String(Date.now());
   }
 

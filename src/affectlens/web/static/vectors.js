@@ -45,6 +45,7 @@ function pcaChart(v) {
     plugins: [labels],
     options: {
       animation: false, maintainAspectRatio: false,
+      layout: { padding: { right: 60 } },
       scales: {
         x: { title: { display: true, text: `PC1${v.flipped?.pc1 ? " (sign flipped to match valence)" : ""}` } },
         y: { title: { display: true, text: `PC2${v.flipped?.pc2 ? " (sign flipped to match arousal)" : ""}` } },
