@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_steer_monitor.py", "tokens/s (", ["--tiny"]),
         ("bench_sandbox.py", "ms/run (median)", []),
         ("bench_engine.py", "tokens/s (", []),
+        ("bench_serve.py", "tokens/s (", []),
     ],
 )
 def test_smoke_run_prints_its_ratio_table(script, measure, flags):

@@ -1,0 +1,245 @@
+"""The server against the engine it serves, and telemetry against none, measured side by side.
+
+    python benchmarks/bench_serve.py [--new-tokens 64] [--reps 3]
+    python benchmarks/bench_serve.py --smoke                  # seconds-long check, tiny model
+
+One process holds the model, a started engine and ``affectlens serve``'s app under uvicorn on
+a free loopback port; clients are the official ``openai`` client, one per thread. "Engine"
+means the same started engine called directly (``submit`` and wait), so the server's cost is
+everything between the socket and the engine: HTTP, validation, JSON, SSE and the asyncio
+hand-off. Every reply is forced to the same length (the model's ``min_new_tokens`` is set to
+``--new-tokens``, and the server's usage is checked against it), greedy, unsteered. Variants
+run interleaved (AB, BA, ...) after a warm-up; a ratio is the median of per-repetition ratios.
+Vectors are random with the real shape (171 emotions x all layers, measured residual norms,
+identity calibration): the cost of reading them does not depend on what they contain.
+
+Measures (goals from the serving issue):
+1. 1 client: tokens/s through the server vs the engine (>= 0.95x);
+2. 8 concurrent clients, non-streamed and streamed: aggregate tokens/s vs the engine (>= 0.95x);
+3. 8 streamed clients: ``telemetry: "tokens"`` (171 readouts in every chunk) vs ``"none"``
+   (overhead <= 3%, i.e. >= 0.97x);
+4. 8 streamed clients: p50 and p99 time to first token vs the engine's own (reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import openai
+import torch
+import uvicorn
+from _common import fixed_length, load_bench_model, paired_ratio, print_table, random_vectors
+
+from affectlens.engine import Engine, GenerationRequest, SamplingParams, TokenEvent
+from affectlens.serve.app import ServerSettings, create_app
+
+PROMPTS = [
+    "Write a Python function that merges two sorted lists.",
+    "Explain what a race condition is, with an example.",
+    "My tests keep failing after I changed the date parser. What should I check?",
+    "Summarise the plot of a story about a lighthouse keeper in a storm.",
+    "How do I read a CSV file with the standard library?",
+    "Give three tips for naming variables well.",
+    "What does the Python GIL do?",
+    "Write a haiku about debugging late at night.",
+]
+CLIENTS = 8
+
+
+def _messages(index: int) -> list[dict]:
+    return [{"role": "user", "content": PROMPTS[index % len(PROMPTS)]}]
+
+
+@contextmanager
+def _serving(engine: Engine, vectors, name: str) -> Iterator[str]:
+    """The server's app over ``engine`` on a free loopback port; its ``/v1`` URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = ServerSettings(model_name=name, units="z", max_in_flight=4 * CLIENTS)
+    app = create_app(engine, vectors, settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+class Load:
+    """``count`` concurrent requests, through the server or to the engine, one thread each.
+
+    Each run checks every reply's length and records each request's time to first token
+    in ``ttft`` under the run's label: to the first token with text, which is the first the
+    server streams (or to the end of the reply, where no token has text).
+    """
+
+    def __init__(self, engine: Engine, url: str, name: str, new_tokens: int) -> None:
+        self.engine, self.name, self.new_tokens = engine, name, new_tokens
+        self.clients = [
+            openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
+            for _ in range(CLIENTS)
+        ]
+        self.pool = ThreadPoolExecutor(CLIENTS)
+        self.ttft: dict[str, list[float]] = {}
+
+    def _record(self, label: str, seconds: float) -> None:
+        self.ttft.setdefault(label, []).append(seconds)
+
+    def _engine_one(self, index: int, label: str) -> None:
+        sampling = SamplingParams(max_new_tokens=self.new_tokens)
+        started = time.perf_counter()
+        handle = self.engine.submit(GenerationRequest(messages=_messages(index), sampling=sampling))
+        first = None
+        for event in handle:
+            if first is None and isinstance(event, TokenEvent) and event.text:
+                first = time.perf_counter() - started
+        completion = handle.result()
+        self._check(completion.usage.completion_tokens, label)
+        self._record(label, first or time.perf_counter() - started)
+
+    def _server_one(self, index: int, label: str, stream: bool, telemetry: str | None) -> None:
+        client = self.clients[index % CLIENTS]
+        extra = {} if telemetry is None else {"affectlens": {"telemetry": telemetry}}
+        started = time.perf_counter()
+        reply = client.chat.completions.create(
+            model=self.name,
+            messages=_messages(index),
+            max_tokens=self.new_tokens,
+            temperature=0,
+            stream=stream,
+            stream_options={"include_usage": True} if stream else None,
+            extra_body=extra,
+        )
+        if not stream:
+            self._check(reply.usage.completion_tokens, label)
+            return
+        first, usage = None, None
+        for chunk in reply:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - started
+            if chunk.usage is not None:
+                usage = chunk.usage.completion_tokens
+        self._check(usage, label)
+        self._record(label, first or time.perf_counter() - started)
+
+    def _check(self, tokens: int | None, label: str) -> None:
+        if tokens != self.new_tokens:
+            raise RuntimeError(f"{label}: a reply of {tokens} tokens, not {self.new_tokens}")
+
+    def engine_run(self, count: int, label: str) -> Callable[[], None]:
+        return lambda: self._all(count, lambda i: self._engine_one(i, label))
+
+    def server_run(
+        self, count: int, label: str, *, stream: bool = False, telemetry: str | None = None
+    ) -> Callable[[], None]:
+        return lambda: self._all(count, lambda i: self._server_one(i, label, stream, telemetry))
+
+    def _all(self, count: int, one: Callable[[int], None]) -> None:
+        for future in [self.pool.submit(one, i) for i in range(count)]:
+            future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        for client in self.clients:
+            client.close()
+
+
+def _interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
+    """Seconds per repetition of each run, the order reversed every other repetition."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            started = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens per reply")
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, few tokens")
+    args = parser.parse_args()
+    tiny = args.smoke
+    new_tokens = 8 if tiny else args.new_tokens
+    reps = 2 if tiny else args.reps
+    torch.manual_seed(0)
+    model = load_bench_model(tiny)
+    vectors = random_vectors(model)
+    print(f"model: {model.name}  new tokens per reply: {new_tokens}  reps: {reps}")
+    print(f"torch threads: {torch.get_num_threads()}; random vectors, {len(vectors.emotions)} "
+          f"emotions; {CLIENTS} clients in threads of this process")  # fmt: skip
+    rows = []
+
+    def row(measure, base, ours, ratio, goal, passed):
+        result = "report" if passed is None else "pass" if passed else "FAIL"
+        rows.append({"measure": measure, "baseline": base, "affectlens": ours,
+                     "ratio": f"{ratio:.3f}x", "goal": goal, "result": result})  # fmt: skip
+
+    def rate(times: list[float], tokens: int) -> str:
+        return f"{tokens / statistics.median(times):.1f}"
+
+    engine = Engine(model, vectors)
+    with engine, fixed_length(model, new_tokens), _serving(engine, vectors, model.name) as url:
+        load = Load(engine, url, model.name, new_tokens)
+        try:
+            ones = {"engine": load.engine_run(1, "e1"), "server": load.server_run(1, "s1")}
+            eights = {
+                "engine": load.engine_run(CLIENTS, "engine"),
+                "server": load.server_run(CLIENTS, "s8"),
+                "stream": load.server_run(CLIENTS, "none", stream=True, telemetry="none"),
+                "tokens": load.server_run(CLIENTS, "tokens", stream=True, telemetry="tokens"),
+            }
+            for run in [*ones.values(), *eights.values()]:  # warm-up, untimed
+                run()
+            load.ttft.clear()
+            one = _interleaved(ones, reps)
+            eight = _interleaved(eights, reps)
+        finally:
+            load.close()
+
+    ratio = paired_ratio(one["engine"], one["server"])
+    row("1 client: server vs engine, tokens/s (", rate(one["engine"], new_tokens),
+        rate(one["server"], new_tokens), ratio, ">= 0.95x", ratio >= 0.95)  # fmt: skip
+    total = CLIENTS * new_tokens
+    for name, label in (("server", "non-streamed"), ("stream", "streamed")):
+        ratio = paired_ratio(eight["engine"], eight[name])
+        row(f"{CLIENTS} clients, {label}: server vs engine, aggregate tokens/s (",
+            rate(eight["engine"], total), rate(eight[name], total), ratio, ">= 0.95x",
+            ratio >= 0.95)  # fmt: skip
+    ratio = paired_ratio(eight["stream"], eight["tokens"])
+    row(f"{CLIENTS} clients, streamed: telemetry tokens vs none, tokens/s (",
+        rate(eight["stream"], total), rate(eight["tokens"], total), ratio,
+        ">= 0.97x (<= 3%)", ratio >= 0.97)  # fmt: skip
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        base = _percentile(load.ttft["engine"], q)
+        ours = _percentile(load.ttft["none"], q)
+        row(f"{CLIENTS} clients, streamed: {name} time to first token, ms (",
+            f"{1000 * base:.0f}", f"{1000 * ours:.0f}", ours / base, "reported", None)  # fmt: skip
+    print(f"time to first token over {len(load.ttft['none'])} requests per variant")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
