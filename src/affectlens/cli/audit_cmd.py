@@ -60,12 +60,21 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", help="ISO-8601 time or epoch seconds (inclusive)")
-    parser.add_argument("--until", help="ISO-8601 time or epoch seconds (exclusive)")
-    parser.add_argument("--user", help="the requests' user field")
-    parser.add_argument("--emotion", help="with --above: this emotion's max over the reply...")
-    parser.add_argument("--above", help="...is above this value")
-    parser.add_argument("--guardrail", help="true (any firing), false (none) or a rule name")
+    parser.add_argument(
+        "--since", help="ISO-8601 time or epoch seconds, inclusive (default: no lower bound)"
+    )
+    parser.add_argument(
+        "--until", help="ISO-8601 time or epoch seconds, exclusive (default: no upper bound)"
+    )
+    parser.add_argument("--user", help="only the requests with this user field (default: all)")
+    parser.add_argument(
+        "--emotion", help="with --above: only replies where this emotion's max... (default: any)"
+    )
+    parser.add_argument("--above", help="...is above this value (default: no emotion filter)")
+    parser.add_argument(
+        "--guardrail",
+        help="true (any firing), false (none) or a rule name (default: with or without)",
+    )
 
 
 def _filter(args: argparse.Namespace):
