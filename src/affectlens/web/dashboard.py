@@ -22,6 +22,11 @@ CSP = (
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
+NO_REPORT = (
+    "No validation report beside the vectors artifact: run `affectlens validate --vectors "
+    "<artifact> --out <artifact dir>/validation` to add one."
+)
+
 _templates = Environment(
     loader=FileSystemLoader(WEB_DIR / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -39,7 +44,8 @@ def mount_dashboard(
     """Serve the dashboard at ``/`` and ``GET /v1/affectlens/validation`` on ``app``.
 
     ``vectors_path`` is the artifact the server holds (or a callable returning it, for apps that
-    load it at start-up); the validation endpoint reports the ``report.json`` found beside it.
+    load it at start-up); the validation endpoint reports the ``report.json`` found beside it,
+    or ``{"found": false, "message"}`` when there is none.
     """
     page = render_page()
 
@@ -54,21 +60,11 @@ def mount_dashboard(
         summary="Headline figures and PCA map of the validation report beside the artifact",
     )
     def validation() -> JSONResponse:
+        # "no report" is an answer, not an error: the page asks every time it opens Vectors
         path = vectors_path() if callable(vectors_path) else vectors_path
         summary = load_validation_summary(path)
         if summary is None:
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": "no validation report beside the vectors artifact "
-                        "(run `affectlens validate --out <artifact dir>/validation`)",
-                        "type": "not_found_error",
-                        "param": None,
-                        "code": "validation_report_not_found",
-                    }
-                },
-                status_code=404,
-            )
-        return JSONResponse(summary)
+            return JSONResponse({"found": False, "message": NO_REPORT})
+        return JSONResponse({"found": True, **summary})
 
     app.mount(STATIC_PREFIX, StaticFiles(directory=WEB_DIR / "static"), name="dashboard-static")

@@ -61,11 +61,12 @@ export function initRequests(info, banner) {
       tr.tabIndex = 0;
       tr.dataset.id = r.id;
       const cells = [
-        when(r.created), r.id, r.user ?? "–", `${r.prompt_tokens ?? "?"} + ${r.completion_tokens ?? "?"}`,
+        when(r.created), `${r.id.slice(0, r.id.indexOf("-") + 9)}…`, r.user ?? "–", `${r.prompt_tokens ?? "?"} + ${r.completion_tokens ?? "?"}`,
         `${(r.latency_ms / 1000).toFixed(2)} s`, r.finish_reason, r.steering ? steeringText(r.steering) : "",
         r.guardrail_events.length ? `${r.guardrail_events.length} (${[...new Set(r.guardrail_events.map((e) => e.rule))].join(", ")})` : "",
       ];
       for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); }
+      tr.children[1].title = r.id;
       tr.addEventListener("click", () => open(r.id));
       tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(r.id); } });
       body.appendChild(tr);

@@ -65,9 +65,10 @@ export function initVectors(info) {
     const body = $("validation-body");
     let v;
     try { v = await getJSON("/v1/affectlens/validation"); } catch (err) {
-      body.textContent = err.status === 404 ? err.message : `Cannot read the validation report: ${err.message}`;
+      body.textContent = `Cannot read the validation report: ${err.message}`;
       return;
     }
+    if (!v.found) { body.textContent = v.message; return; }
     body.classList.remove("muted");
     body.innerHTML = "";
     const dl = document.createElement("dl");
