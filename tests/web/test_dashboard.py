@@ -233,6 +233,8 @@ def test_a_guardrail_that_fires_is_marked_in_the_text_and_listed(page, tmp_path)
     # placed right after the token where it fired (token 0)
     assert marker.evaluate("m => m.previousElementSibling.dataset.index") == "0"
     assert "any-afraid flagged the reply at token 0" in page.text_content("#chat-events")
+    timeline = "Chart.getChart('chat-timeline').options.plugins.guardrailLines.events"
+    assert page.evaluate(f"{timeline}.map(e => [e.rule, e.token_index])") == [["any-afraid", 0]]
     page.screenshot(path=tmp_path / "chat-guardrail.png")
 
 
@@ -301,10 +303,26 @@ def test_the_requests_table_lists_the_chat_and_opening_it_shows_the_same_tokens(
     assert page.locator("#detail-tokens .guard-marker[data-rule=any-afraid]").count() == 1
     assert "user: Tell me about the sea." in page.text_content("#detail-prompt")
     page.screenshot(path=tmp_path / "requests.png", full_page=True)
-    # the filters are the API's: a user with no requests lists none
-    page.fill("#f-user", "nobody")
+    # the filters are the API's
+    with page.expect_request("**/v1/affectlens/requests?*") as listing:
+        page.select_option("#f-emotion", "calm")
+        page.fill("#f-above", "1000")
+        page.select_option("#f-fired", "rule")
+        page.fill("#f-guardrail", "any-afraid")
+        page.click("#filters button[type=submit]")
+    query = listing.value.url.split("?", 1)[1]
+    assert sorted(query.split("&")) == sorted(
+        ["limit=20", "offset=0", "user=table-test", "emotion=calm", "above=1000",
+         "guardrail=any-afraid"]
+    )  # fmt: skip
+    page.wait_for_selector("#requests-status:text('No requests match.')")
+    page.fill("#f-above", "")
+    page.select_option("#f-fired", "false")
     page.click("#filters button[type=submit]")
     page.wait_for_selector("#requests-status:text('No requests match.')")
+    page.select_option("#f-fired", "true")
+    page.click("#filters button[type=submit]")
+    page.wait_for_selector("#requests-status:text('1–1 of 1')")
 
 
 REQUESTS_CHARTED = "Chart.getChart('chart-rpm').data.datasets[0].data.reduce((a, b) => a + b, 0)"

@@ -46,6 +46,7 @@ export function initRequests(info, banner) {
   async function load() {
     const status = $("requests-status");
     const mine = ++asked;
+    status.textContent = "Loading…";
     let page;
     try { page = await getJSON("/v1/affectlens/requests", filters()); } catch (err) {
       if (mine !== asked) return;
