@@ -73,7 +73,7 @@ def test_cli_writes_report_with_every_section(tmp_path, artifact, capsys):
     out = tmp_path / "report"
     argv = ["validate", "--vectors", str(artifact), "--corpus", str(_corpus(tmp_path / "s.jsonl"))]
     argv += ["--norms", str(_norms(tmp_path / "n.csv")), "--out", str(out), "--clusters", "3"]
-    argv += ["--quiet"]
+    argv += ["--quiet", "--no-transfer"]  # transfer: tests/test_validation_sanity.py
     assert main(argv) == 0
     assert "report:" in capsys.readouterr().err
     page = _Sections()
