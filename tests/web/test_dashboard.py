@@ -189,11 +189,19 @@ def test_chat_streams_coloured_tokens_equal_to_the_api_reply_and_hover_shows_fiv
     names = [line.split(" ")[0] for line in tip.locator("li").all_text_contents()]
     first = tokens[visible[0]]["readouts"]
     assert names == sorted(first, key=first.get, reverse=True)[:5]
-    # from the keyboard: focusing a token shows its tooltip too
+    # from the keyboard: the reply is one tab stop, arrow keys walk its tokens, each with its tip
     page.mouse.move(0, 0)
     assert not tip.is_visible()
-    reply.locator(f'.tok[data-index="{visible[-1]}"]').focus()
-    assert tip.is_visible() and f"token {visible[-1]} " in tip.text_content()
+    page.focus("#chat-input")
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.dataset.index") == "0"
+    page.keyboard.press("End")
+    last = str(len(tokens) - 1)
+    assert page.evaluate("document.activeElement.dataset.index") == last
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("document.activeElement.dataset.index") == str(len(tokens) - 2)
+    assert tip.is_visible() and f"token {len(tokens) - 2} " in tip.text_content()
+    assert reply.locator(".tok[tabindex='0']").count() == 1
     page.screenshot(path=tmp_path / "chat.png")
 
 

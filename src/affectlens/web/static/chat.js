@@ -3,7 +3,7 @@
 import { streamChat } from "./api.js";
 import { legend, limitFor } from "./colors.js";
 import {
-  attachTooltip, paintToken, placeMarker, renderEvents, timelineChart, tokenSpan, updateTimeline,
+  appendToken, attachTooltip, paintToken, placeMarker, renderEvents, timelineChart, tokenSpan, updateTimeline,
 } from "./tokens.js";
 
 const $ = (id) => document.getElementById(id);
@@ -195,7 +195,7 @@ export function initChat(info, banner) {
         if (ext.readouts) {
           const token = { index: ext.token_index, text, readouts: ext.readouts };
           state.tokens.push(token);
-          reply.appendChild(tokenSpan(token, colourSelect.value, units(), limit()));
+          appendToken(reply, tokenSpan(token, colourSelect.value, units(), limit()));
         } else if (text) {
           reply.appendChild(document.createTextNode(text));
         }

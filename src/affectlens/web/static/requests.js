@@ -3,7 +3,7 @@
 import { getJSON } from "./api.js";
 import { legend, limitFor } from "./colors.js";
 import {
-  attachTooltip, paintToken, placeMarker, renderEvents, timelineChart, tokenSpan, updateTimeline,
+  appendToken, attachTooltip, paintToken, placeMarker, renderEvents, timelineChart, tokenSpan, updateTimeline,
 } from "./tokens.js";
 
 const $ = (id) => document.getElementById(id);
@@ -118,7 +118,7 @@ export function initRequests(info, banner) {
     const box = $("detail-tokens");
     box.innerHTML = "";
     if (current.tokens) {
-      for (const t of current.tokens) box.appendChild(tokenSpan(t, detailEmotion.value, info.default_units, 1));
+      for (const t of current.tokens) appendToken(box, tokenSpan(t, detailEmotion.value, info.default_units, 1));
       for (const e of current.guardrail_events) placeMarker(box, e);
     } else {
       box.textContent = current.text;

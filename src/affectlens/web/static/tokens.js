@@ -23,16 +23,23 @@ export function describeEvent(e) {
     ` at token ${e.token_index}${values ? `; ${values}` : ""}`;
 }
 
-// One token <span>: focusable, coloured by `emotion`, its readouts kept for the tooltip.
+// One token <span>: coloured by `emotion`, its readouts kept for the tooltip. A reply's tokens
+// are one stop in the tab order (the first token); arrow keys move between them.
 export function tokenSpan(token, emotion, units, limit) {
   const span = document.createElement("span");
   span.className = "tok";
-  span.tabIndex = 0;
+  span.tabIndex = -1;
   span.dataset.index = token.index;
   span.textContent = token.text;
   span._readouts = token.readouts || {};
   paintToken(span, emotion, units, limit);
   return span;
+}
+
+// Append a token span to `box`, the first one taking the box's place in the tab order.
+export function appendToken(box, span) {
+  if (!box.querySelector(".tok")) span.tabIndex = 0;
+  box.appendChild(span);
 }
 
 export function paintToken(span, emotion, units, limit) {
@@ -109,7 +116,18 @@ export function attachTooltip(root, tooltip, unitsOf) {
   root.addEventListener("mouseout", (e) => { if (isToken(e.target)) hide(); });
   root.addEventListener("focusin", (e) => { if (isToken(e.target)) show(e.target); });
   root.addEventListener("focusout", hide);
-  root.addEventListener("keydown", (e) => { if (e.key === "Escape") hide(); });
+  root.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") { hide(); return; }
+    if (!isToken(e.target)) return;
+    const all = [...e.target.parentElement.querySelectorAll(".tok")];
+    const at = all.indexOf(e.target);
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: all.length - 1 }[e.key];
+    if (to === undefined || !all[to]) return;
+    e.preventDefault();
+    e.target.tabIndex = -1;
+    all[to].tabIndex = 0;
+    all[to].focus();
+  });
 }
 
 // Chart.js plugin: a dashed vertical line and label at each guardrail event's token.
