@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from affectlens.cli import main
+from affectlens.cli.serve_cmd import dashboard_url
 from affectlens.engine import Engine
 from affectlens.guardrails import GuardrailPolicy
 from affectlens.serve.app import ServerSettings, create_app
@@ -351,3 +352,10 @@ def test_the_traffic_view_counts_requests_and_firings_without_a_reload(page, ser
     assert labels and all("(n=" in label for label in labels)
     assert "requests and" in page.text_content("#traffic-status")
     page.screenshot(path=tmp_path / "traffic.png", full_page=True)
+
+
+def test_the_printed_dashboard_url_is_one_a_browser_can_open():
+    assert dashboard_url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
+    assert dashboard_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
+    assert dashboard_url("::1", 8000) == "http://[::1]:8000/"
+    assert dashboard_url("example.internal", 9) == "http://example.internal:9/"
