@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -231,7 +232,8 @@ def test_filters_select_the_right_rows(client, server):
     since = records[second]["created"]
     assert ids(server, user=user, since=since) == [third, second]
     assert ids(server, user=user, until=since) == [first]
-    iso = datetime.fromtimestamp(since, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    moment = datetime.fromtimestamp(math.floor(since * 1000) / 1000, tz=timezone.utc)
+    iso = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")  # 50 ms after first
     assert ids(server, user=user, since=iso) == [third, second]
 
     status, page = api(server, "/v1/affectlens/requests", user=user, limit=1, offset=1)
@@ -585,3 +587,14 @@ def test_serve_names_its_default_store_next_to_the_vectors():
     )
     assert audit_location("none", "v.safetensors") is None
     assert audit_location("postgresql+psycopg://u:p@h/db", "v.safetensors").startswith("postgres")
+
+
+def test_serve_refuses_an_unreachable_database_in_one_line_with_the_password_masked(
+    tmp_path, capsys
+):
+    vectors = build_emotion_vectors(build_loaded("llama", 2)).save(tmp_path / "v.safetensors")
+    url = f"postgresql://auditor:s3cret@127.0.0.1:{_free_port()}/audit"
+    assert main(["serve", "--vectors", str(vectors), "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot open the audit store")
+    assert "postgresql+psycopg://auditor:***@127.0.0.1" in err and "s3cret" not in err
