@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -191,6 +193,42 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server):
     deadline = time.time() + 20
     while engine.stats().batch_size:
         assert time.time() < deadline, "the disconnected request still decodes"
+        time.sleep(0.05)
+
+
+def test_a_stream_whose_client_is_gone_before_the_first_byte_frees_its_slot(server):
+    """The response's start cannot be sent: the request must still end (in-flight count back
+    to zero, engine row cancelled)."""
+    _, engine, vectors = server
+    app = create_app(engine, vectors, ServerSettings(model_name="tiny", units="raw"))
+    body = json.dumps({"messages": MESSAGES, "max_tokens": 2000, "stream": True}).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+             "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 2),
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            raise OSError("the client is gone")
+
+    async def call():
+        with contextlib.suppress(OSError):
+            await app(scope, receive, send)
+
+    asyncio.run(call())
+    assert app.state.metrics.in_flight._value.get() == 0
+    deadline = time.time() + 20
+    while engine.stats().batch_size or engine.stats().queue_depth:
+        assert time.time() < deadline, "the request whose client was gone still decodes"
         time.sleep(0.05)
 
 

@@ -245,6 +245,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
     async def _run(body, request: GenerationRequest, telemetry: str, kind: str):
         handle = _submit(request)
         in_flight["n"] += 1
+        metrics.in_flight.inc()
         traced = audit is not None and (telemetry == "tokens" or audit.keep_traces)
         state = _Collected(telemetry, traced)
         started = state.started
@@ -265,6 +266,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
         finally:
             if not body.stream:
                 in_flight["n"] -= 1
+                metrics.in_flight.dec()
                 handle.cancel()
                 _record(body, request, state, kind, ended)
 
@@ -315,6 +317,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
             raise
         finally:
             in_flight["n"] -= 1
+            metrics.in_flight.dec()
             handle.cancel()  # a client that went away frees its slot at the next step
             _record(body, request, state, kind, ended)
 

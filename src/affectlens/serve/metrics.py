@@ -31,6 +31,8 @@ class ServerMetrics:
                                  buckets=_LATENCY, registry=r)  # fmt: skip
         self.queue = Gauge("affectlens_queue_depth", "requests waiting", registry=r)
         self.batch = Gauge("affectlens_batch_size", "rows decoding", registry=r)
+        self.in_flight = Gauge("affectlens_requests_in_flight",
+                               "requests accepted and not yet ended", registry=r)  # fmt: skip
         self.guardrail = Counter("affectlens_guardrail_firings", "guardrail firings",
                                  ["rule", "action"], registry=r)  # fmt: skip
         self.readout = Histogram("affectlens_emotion_readout", "per-token readouts",
