@@ -163,7 +163,7 @@ def _inputs(tmp_path):
     return corpus, norms, transfer
 
 
-def test_report_sections_parse_from_the_page(tmp_path, emo_model, emo_model_dir):
+def test_report_sections_parse_from_the_page(tmp_path, capsys, emo_model, emo_model_dir):
     vectors = build_emotion_vectors(emo_model, EMOTIONS, model_id=str(emo_model_dir))
     vectors.provenance["settings"] = {"start_token": 2, "batch_size": 4}
     artifact = vectors.save(tmp_path / "vectors.safetensors")
@@ -172,6 +172,7 @@ def test_report_sections_parse_from_the_page(tmp_path, emo_model, emo_model_dir)
     argv = ["validate", "--vectors", str(artifact), "--corpus", str(corpus), "--norms"]
     argv += [str(norms), "--transfer", str(transfer), "--out", str(out), "--quiet"]
     assert main([*argv, "--clusters", "2", "--no-record"]) == 0
+    assert "transfer (dev) 6-way at layer" in capsys.readouterr().err
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     results = report["results"]
     page = _Tables()

@@ -153,4 +153,14 @@ def _validate(args: argparse.Namespace) -> int:
         f"best held-out top-1 {best:.3f} at layer {recommended}; report: {out / 'index.html'}",
         file=sys.stderr,
     )
+    basic = results["transfer"].get("basic6", {})
+    if "pooled" in basic:
+        column = results["layers"].index(results["layer"])
+        top1 = basic["pooled"]["per_layer"][column]["top1"]
+        print(
+            f"transfer ({results['transfer']['split']}) 6-way at layer {results['layer']}: "
+            f"{top1['value']:.3f} [{top1['low']:.3f}, {top1['high']:.3f}], n = {top1['n']}, "
+            f"chance {basic['chance']:.3f}",
+            file=sys.stderr,
+        )
     return 0
