@@ -49,8 +49,8 @@ def _register_generate(actions: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--backend",
         metavar="URL",
-        help="an OpenAI-compatible server to write the stories (e.g. http://127.0.0.1:8000/v1: "
-        "affectlens serve, vLLM, llama-server) instead of loading --model here",
+        help="an OpenAI-compatible server to write the stories, e.g. http://127.0.0.1:8000/v1 "
+        "(affectlens serve, vLLM, llama-server) (default: load --model here)",
     )
     gen.add_argument(
         "--backend-model", help="model name to ask the --backend for (default: its first listed)"
