@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -44,6 +43,7 @@ from affectlens.serve.audit import (
 )
 from affectlens.serve.metrics import ServerMetrics
 from affectlens.serve.schemas import ChatCompletionRequest, CompletionRequest
+from affectlens.serve.sse import ChunkEncoder
 from affectlens.serve.telemetry import summarise
 from affectlens.steer import MAX_ALPHA
 from affectlens.vectors import EmotionVectors
@@ -271,28 +271,10 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
                 _record(body, request, state, kind, ended)
 
     async def _stream(handle, body, request, state, kind, started) -> AsyncIterator[str]:
-        ident = state.ident(kind)
-        created = int(time.time())
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-
-        def chunk(delta=None, finish=None, extra=None, usage=None, choices=True):
-            data: dict = {"id": ident, "object": obj, "created": created,
-                          "model": settings.model_name}  # fmt: skip
-            if choices:
-                choice: dict = {"index": 0, "finish_reason": finish}
-                if kind == "chat":
-                    choice["delta"] = delta or {}
-                else:
-                    choice["text"] = (delta or {}).get("content", "")
-                data["choices"] = [choice]
-            else:
-                data["choices"] = []
-            if extra is not None:
-                data["affectlens"] = extra
-            if usage is not None:
-                data["usage"] = usage
-            return f"data: {json.dumps(data)}\n\n"
-
+        chunks = ChunkEncoder(state.ident(kind), obj, int(time.time()), settings.model_name,
+                              chat=kind == "chat")  # fmt: skip
+        chunk = chunks.chunk
         ended = "error"
         try:
             if kind == "chat":
@@ -300,11 +282,9 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
             async for event in handle.aiter():
                 state.add(event, metrics, started)
                 if isinstance(event, TokenEvent):
-                    extra = None
-                    if state.telemetry == "tokens" and event.readouts is not None:
-                        extra = {"token_index": event.index, "readouts": event.readouts}
-                    if event.text or extra is not None:
-                        yield chunk({"content": event.text}, extra=extra)
+                    shown = event.readouts if state.telemetry == "tokens" else None
+                    if event.text or shown is not None:
+                        yield chunks.token(event.text, event.index, shown)
                 elif isinstance(event, GuardrailEvent) and state.telemetry != "none":
                     yield chunk({}, extra={"guardrail": event.to_dict()})
             final = _final_body(state, kind, settings.model_name)
