@@ -4,26 +4,38 @@
     python benchmarks/bench_serve.py --smoke                  # seconds-long check, tiny model
 
 One process holds the model, a started engine and ``affectlens serve``'s app under uvicorn on
-a free loopback port; clients are the official ``openai`` client, one per thread. "Engine"
-means the same started engine called directly (``submit`` and wait), so the server's cost is
-everything between the socket and the engine: HTTP, validation, JSON, SSE and the asyncio
-hand-off. Every reply is forced to the same length (the model's ``min_new_tokens`` is set to
-``--new-tokens``, and the server's usage is checked against it), greedy, unsteered. Variants
-run interleaved (AB, BA, ...) after a warm-up; a ratio is the median of per-repetition ratios.
-Vectors are random with the real shape (171 emotions x all layers, measured residual norms,
-identity calibration): the cost of reading them does not depend on what they contain.
+a free loopback port. The clients are the official ``openai`` client, one per thread, in a
+second process: a streamed reply is parsed chunk by chunk in Python (171 readouts per chunk
+with telemetry), and client threads in the server's process would take that work out of the
+server's share of the GIL, the same lock the engine's stepping thread and uvicorn's loop take
+turns on, so they would charge the benchmark's own parsing to the server. In their own
+process they still share the machine's cores, as any client on the same host does. "Engine"
+means the same started engine called directly (``submit`` and wait, from threads of the
+server's process), so the server's cost is everything between the socket and the engine:
+HTTP, validation, JSON, SSE and the asyncio hand-off. Every reply is forced to the same length
+(the model's ``min_new_tokens`` is set to ``--new-tokens``, and the server's usage is checked
+against it), greedy, unsteered. Variants run interleaved (AB, BA, ...) after a warm-up; a
+ratio is the median of per-repetition ratios. Vectors are random with the real shape (171
+emotions x all layers, measured residual norms, identity calibration): the cost of reading
+them does not depend on what they contain. No audit store is attached (as with ``serve --db
+none``), so a request with ``telemetry: "none"`` reads no emotions at all.
 
 Measures (goals from the serving issue):
 1. 1 client: tokens/s through the server vs the engine (>= 0.95x);
 2. 8 concurrent clients, non-streamed and streamed: aggregate tokens/s vs the engine (>= 0.95x);
 3. 8 streamed clients: ``telemetry: "tokens"`` (171 readouts in every chunk) vs ``"none"``
    (overhead <= 3%, i.e. >= 0.97x);
-4. 8 streamed clients: p50 and p99 time to first token vs the engine's own (reported).
+4. 8 streamed clients: p50 and p99 time to first token vs the engine's own (reported);
+5. 8 requests to the engine directly, reading every token's 171 emotions vs reading none
+   (reported): the part of 3 that is the engine's, not the server's. A request that reads
+   emotions sees each token from the pass that reads it, one decoding step after sampling it,
+   so its reply takes one more step.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import socket
 import statistics
 import threading
@@ -31,13 +43,20 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 
 import openai
 import torch
 import uvicorn
 from _common import fixed_length, load_bench_model, paired_ratio, print_table, random_vectors
 
-from affectlens.engine import Engine, GenerationRequest, SamplingParams, TokenEvent
+from affectlens.engine import (
+    Engine,
+    GenerationRequest,
+    ReadoutSpec,
+    SamplingParams,
+    TokenEvent,
+)
 from affectlens.serve.app import ServerSettings, create_app
 
 PROMPTS = [
@@ -79,83 +98,138 @@ def _serving(engine: Engine, vectors, name: str) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+def _server_one(
+    client: openai.OpenAI,
+    name: str,
+    new_tokens: int,
+    index: int,
+    stream: bool,
+    telemetry: str | None,
+) -> float | None:
+    """One request through the server; its time to first token when streamed.
+
+    The time is to the first token with text, which is the first the server streams (or to
+    the end of the reply, where no token has text). A reply of the wrong length raises.
+    """
+    extra = {} if telemetry is None else {"affectlens": {"telemetry": telemetry}}
+    started = time.perf_counter()
+    reply = client.chat.completions.create(
+        model=name,
+        messages=_messages(index),
+        max_tokens=new_tokens,
+        temperature=0,
+        stream=stream,
+        stream_options={"include_usage": True} if stream else None,
+        extra_body=extra,
+    )
+    if not stream:
+        _check(reply.usage.completion_tokens, new_tokens)
+        return None
+    first, usage = None, None
+    for chunk in reply:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+        if chunk.usage is not None:
+            usage = chunk.usage.completion_tokens
+    _check(usage, new_tokens)
+    return first or time.perf_counter() - started
+
+
+def _check(tokens: int | None, new_tokens: int) -> None:
+    if tokens != new_tokens:
+        raise RuntimeError(f"a reply of {tokens} tokens, not {new_tokens}")
+
+
+def _client_process(conn: Connection, url: str, name: str, new_tokens: int) -> None:
+    """The clients' process: run each batch of requests it is sent, one thread per request,
+    and send back their times to first token (or the first error's text); ``None`` ends it."""
+    clients = [
+        openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
+        for _ in range(CLIENTS)
+    ]
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        while (job := conn.recv()) is not None:
+            count, stream, telemetry = job
+            futures = [
+                pool.submit(_server_one, clients[i % CLIENTS], name, new_tokens, i, stream,
+                            telemetry)
+                for i in range(count)
+            ]  # fmt: skip
+            try:
+                conn.send([future.result() for future in futures])
+            except Exception as error:  # the parent raises it, with the run's label
+                conn.send(f"{type(error).__name__}: {error}")
+    for client in clients:
+        client.close()
+
+
 class Load:
     """``count`` concurrent requests, through the server or to the engine, one thread each.
 
-    Each run checks every reply's length and records each request's time to first token
-    in ``ttft`` under the run's label: to the first token with text, which is the first the
-    server streams (or to the end of the reply, where no token has text).
+    Engine requests run in threads of this process; server requests in threads of a client
+    process (see the module's docstring). Each run checks every reply's length and records
+    each streamed request's time to first token in ``ttft`` under the run's label.
     """
 
     def __init__(self, engine: Engine, url: str, name: str, new_tokens: int) -> None:
-        self.engine, self.name, self.new_tokens = engine, name, new_tokens
-        self.clients = [
-            openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
-            for _ in range(CLIENTS)
-        ]
+        self.engine, self.new_tokens = engine, new_tokens
         self.pool = ThreadPoolExecutor(CLIENTS)
         self.ttft: dict[str, list[float]] = {}
+        context = multiprocessing.get_context("spawn")  # no fork of a process running threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_client_process, args=(child, url, name, new_tokens), daemon=True
+        )
+        self._process.start()
+        child.close()
 
     def _record(self, label: str, seconds: float) -> None:
         self.ttft.setdefault(label, []).append(seconds)
 
-    def _engine_one(self, index: int, label: str) -> None:
+    def _engine_one(self, index: int, label: str, readouts: bool) -> None:
         sampling = SamplingParams(max_new_tokens=self.new_tokens)
+        spec = ReadoutSpec(units="z") if readouts else None
         started = time.perf_counter()
-        handle = self.engine.submit(GenerationRequest(messages=_messages(index), sampling=sampling))
+        handle = self.engine.submit(
+            GenerationRequest(messages=_messages(index), sampling=sampling, readouts=spec)
+        )
         first = None
         for event in handle:
             if first is None and isinstance(event, TokenEvent) and event.text:
                 first = time.perf_counter() - started
         completion = handle.result()
-        self._check(completion.usage.completion_tokens, label)
+        try:
+            _check(completion.usage.completion_tokens, self.new_tokens)
+        except RuntimeError as error:
+            raise RuntimeError(f"{label}: {error}") from None
         self._record(label, first or time.perf_counter() - started)
 
-    def _server_one(self, index: int, label: str, stream: bool, telemetry: str | None) -> None:
-        client = self.clients[index % CLIENTS]
-        extra = {} if telemetry is None else {"affectlens": {"telemetry": telemetry}}
-        started = time.perf_counter()
-        reply = client.chat.completions.create(
-            model=self.name,
-            messages=_messages(index),
-            max_tokens=self.new_tokens,
-            temperature=0,
-            stream=stream,
-            stream_options={"include_usage": True} if stream else None,
-            extra_body=extra,
-        )
-        if not stream:
-            self._check(reply.usage.completion_tokens, label)
-            return
-        first, usage = None, None
-        for chunk in reply:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - started
-            if chunk.usage is not None:
-                usage = chunk.usage.completion_tokens
-        self._check(usage, label)
-        self._record(label, first or time.perf_counter() - started)
+    def engine_run(self, count: int, label: str, *, readouts: bool = False) -> Callable[[], None]:
+        def run() -> None:
+            futures = [self.pool.submit(self._engine_one, i, label, readouts) for i in range(count)]
+            for future in futures:
+                future.result()
 
-    def _check(self, tokens: int | None, label: str) -> None:
-        if tokens != self.new_tokens:
-            raise RuntimeError(f"{label}: a reply of {tokens} tokens, not {self.new_tokens}")
-
-    def engine_run(self, count: int, label: str) -> Callable[[], None]:
-        return lambda: self._all(count, lambda i: self._engine_one(i, label))
+        return run
 
     def server_run(
         self, count: int, label: str, *, stream: bool = False, telemetry: str | None = None
     ) -> Callable[[], None]:
-        return lambda: self._all(count, lambda i: self._server_one(i, label, stream, telemetry))
+        def run() -> None:
+            self._conn.send((count, stream, telemetry))
+            answer = self._conn.recv()
+            if isinstance(answer, str):
+                raise RuntimeError(f"{label}: {answer}")
+            if stream:
+                for seconds in answer:
+                    self._record(label, seconds)
 
-    def _all(self, count: int, one: Callable[[int], None]) -> None:
-        for future in [self.pool.submit(one, i) for i in range(count)]:
-            future.result()
+        return run
 
     def close(self) -> None:
         self.pool.shutdown()
-        for client in self.clients:
-            client.close()
+        self._conn.send(None)
+        self._process.join(timeout=30)
 
 
 def _interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
@@ -189,7 +263,7 @@ def main() -> None:
     vectors = random_vectors(model)
     print(f"model: {model.name}  new tokens per reply: {new_tokens}  reps: {reps}")
     print(f"torch threads: {torch.get_num_threads()}; random vectors, {len(vectors.emotions)} "
-          f"emotions; {CLIENTS} clients in threads of this process")  # fmt: skip
+          f"emotions; {CLIENTS} clients in threads of a separate process")  # fmt: skip
     rows = []
 
     def row(measure, base, ours, ratio, goal, passed):
@@ -207,6 +281,7 @@ def main() -> None:
             ones = {"engine": load.engine_run(1, "e1"), "server": load.server_run(1, "s1")}
             eights = {
                 "engine": load.engine_run(CLIENTS, "engine"),
+                "read": load.engine_run(CLIENTS, "read", readouts=True),
                 "server": load.server_run(CLIENTS, "s8"),
                 "stream": load.server_run(CLIENTS, "none", stream=True, telemetry="none"),
                 "tokens": load.server_run(CLIENTS, "tokens", stream=True, telemetry="tokens"),
@@ -232,6 +307,10 @@ def main() -> None:
     row(f"{CLIENTS} clients, streamed: telemetry tokens vs none, tokens/s (",
         rate(eight["stream"], total), rate(eight["tokens"], total), ratio,
         ">= 0.97x (<= 3%)", ratio >= 0.97)  # fmt: skip
+    ratio = paired_ratio(eight["engine"], eight["read"])
+    row(f"{CLIENTS} requests, engine alone: readouts vs none, tokens/s (",
+        rate(eight["engine"], total), rate(eight["read"], total), ratio, "reported",
+        None)  # fmt: skip
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         base = _percentile(load.ttft["engine"], q)
         ours = _percentile(load.ttft["none"], q)
