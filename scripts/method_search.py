@@ -16,12 +16,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
+import torch
+
 from affectlens.corpus.stories import load_neutral, load_stories
-from affectlens.experiments.method_search import capture_poolings
+from affectlens.experiments.method_search import (
+    SELECTION_RULE,
+    Method,
+    SearchData,
+    basic6_hits,
+    capture_poolings,
+    choose,
+    load_captures,
+    paired_test,
+    score_method,
+    search,
+    summary_row,
+)
 from affectlens.extract import ExtractionSettings, neutral_texts
 from affectlens.progress import use_progress
+from affectlens.stats import min_detectable_difference
 from affectlens.validation.transfer import TRANSFER_EMOTIONS, load_transfer, select_split
 
 LAYERS = [6, 10, 14, 18]
@@ -61,6 +77,78 @@ def capture(out: Path) -> None:
     (out / "labels.json").write_text(json.dumps({"layers": LAYERS, "groups": labels}))
 
 
+def search_data(out: Path, transfer_group: str) -> SearchData:
+    """The captured groups as the offline search reads them."""
+    texts = groups()
+    emotions = list(TRANSFER_EMOTIONS)
+    captures = {
+        name: load_captures(out / name)
+        for name in ("train", "neutral", "stories_test", transfer_group)
+    }
+    return SearchData(
+        captures=captures,
+        layers=LAYERS,
+        emotions=emotions,
+        train_labels=torch.tensor([emotions.index(s.emotion) for s in texts["train"]]),
+        test_labels=[emotions.index(s.emotion) for s in texts["stories_test"]],
+        transfer={transfer_group: texts[transfer_group]},
+    )
+
+
+def cell(rate: dict) -> str:
+    return f"{rate['value']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] n={rate['n']}"
+
+
+def run_search(out: Path) -> None:
+    data = search_data(out, "dev")
+    started = time.time()
+
+    def report(done: int, total: int) -> None:
+        if done % 20 == 0 or done == total:
+            print(f"search: {done}/{total} ({time.time() - started:.0f}s)", file=sys.stderr)
+
+    rows = search(data, progress=report)
+    winner, shipped = choose(rows)
+    (out / "dev_rows.json").write_text(json.dumps(rows, indent=1))
+    (out / "choice.json").write_text(
+        json.dumps({"rule": SELECTION_RULE, "winner": winner, "shipped": shipped}, indent=1)
+    )
+    ranked = sorted(rows, key=lambda r: -r["basic6/form_mean"])
+    for row in ranked[:25]:
+        print(
+            f"{row['method']:28s} L{row['layer']:<2d} basic6 mean {row['basic6/form_mean']:.3f}"
+            f"  pooled {cell(row['basic6/pooled'])}  set24 {row['set24/pooled']['value']:.3f}"
+            f"  in-domain {row['in_domain24']['value']:.3f}"
+        )
+    print(
+        "winner", winner["method"], winner["layer"], "shipped", shipped["method"], shipped["layer"]
+    )
+
+
+def confirm(out: Path) -> None:
+    choice = json.loads((out / "choice.json").read_text())
+    data = search_data(out, "transfer_test")
+    result = {"rule": choice["rule"]}
+    hits = {}
+    for role in ("winner", "shipped"):
+        picked = choice[role]
+        method = Method(
+            picked["pooling"], picked["neutral_variance"], picked["whiten"], picked["shrinkage"]
+        )
+        column = LAYERS.index(picked["layer"])
+        result[role] = summary_row(
+            method, picked["layer"], score_method(data, method, column, "transfer_test")
+        )
+        hits[role] = basic6_hits(data, method, column, "transfer_test")
+    result["paired_basic6"] = paired_test(hits["winner"], hits["shipped"])
+    n = len(hits["winner"])
+    result["min_detectable_difference_basic6"] = min_detectable_difference(
+        n, result["shipped"]["basic6/pooled"]["value"]
+    )
+    (out / "test_confirmation.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("step", choices=["capture", "search", "confirm"])
@@ -68,6 +156,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.step == "capture":
         capture(args.out)
+    elif args.step == "search":
+        run_search(args.out)
+    else:
+        confirm(args.out)
 
 
 if __name__ == "__main__":

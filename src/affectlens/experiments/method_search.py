@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -148,6 +148,18 @@ def capture_poolings(
     return {name: torch.cat([results[s][name] for s in starts]) for name in POOLINGS}
 
 
+def load_captures(cache: Path) -> dict[str, torch.Tensor]:
+    """A finished capture folder's ``{pooling: [text, layer, hidden]}`` (chunks in order)."""
+    paths = sorted(cache.glob("chunk*.safetensors"))
+    if not paths:
+        raise AffectlensError(f"no capture in {cache}: run the capture first")
+    parts = []
+    for path in paths:
+        with safe_open(str(path), framework="pt") as handle:
+            parts.append({name: handle.get_tensor(name) for name in POOLINGS})
+    return {name: torch.cat([part[name] for part in parts]) for name in POOLINGS}
+
+
 @dataclass(frozen=True)
 class Method:
     """One candidate extraction method (the layer is scored separately)."""
@@ -165,3 +177,253 @@ class Method:
 
 
 Progress = Callable[[int, int], None]
+
+NEUTRAL_SHARES = (0.0, 0.5, 0.8)
+WHITENINGS = (
+    ("none", 0.0),
+    *((kind, shrink) for kind in ("neutral", "within") for shrink in (0.01, 0.1, 0.5)),
+)
+"""Shrinkage runs to the mean variance, which a few massive residual dimensions dominate, so
+even 0.1 floors most directions far above their own variance: the grid starts at 0.01."""
+SHIPPED = Method()
+"""The shipped method: mean from token 20, outliers dropped, half the neutral variance out."""
+
+SELECTION_RULE = (
+    "Winner: the (method, layer) with the highest mean over the four forms of 6-way basic "
+    "top-1 on the transfer dev split, among those whose 24-way held-out top-1 on the corpus "
+    "test stories is at least the shipped method's best-layer value minus 0.05; ties go to "
+    "the higher pooled 24-way dev top-1. The shipped method is compared at its own dev-best "
+    "layer under the same score. Only these two are scored on the test split, once."
+)
+
+
+def candidate_methods() -> list[Method]:
+    """Every pooling x neutral share x whitening the search scores."""
+    return [
+        Method(pooling, share, white, shrink)
+        for pooling in POOLINGS
+        for share in NEUTRAL_SHARES
+        for white, shrink in WHITENINGS
+    ]
+
+
+def shrunk_covariance(rows: torch.Tensor, shrinkage: float) -> torch.Tensor:
+    """``(1 - a) C + a (tr C / d) I`` of the rows' covariance ``C`` (float64)."""
+    x = rows.double() - rows.double().mean(dim=0)
+    cov = x.T @ x / max(len(rows) - 1, 1)
+    scale = torch.trace(cov) / cov.shape[0]
+    return (1 - shrinkage) * cov + shrinkage * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
+
+
+def inverse_sqrt(cov: torch.Tensor) -> torch.Tensor:
+    """The symmetric ``C^-1/2`` of a positive-definite ``cov``; refuses a singular one."""
+    values, vectors = torch.linalg.eigh(cov.double())
+    if values.min() <= values.max() * 1e-12:
+        raise AffectlensError("covariance is singular: use a shrinkage above 0")
+    return (vectors * values.rsqrt()) @ vectors.T
+
+
+def within_residuals(rows: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each row minus its group's mean (the within-emotion scatter of story means)."""
+    out = rows.double().clone()
+    for group in groups.unique():
+        members = groups == group
+        out[members] -= out[members].mean(dim=0)
+    return out
+
+
+def build_vectors(
+    train: torch.Tensor,
+    groups: torch.Tensor,
+    emotions: list[str],
+    neutral: torch.Tensor,
+    share: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors [emotion, hidden] and raw means [emotion, hidden] at one layer.
+
+    As :func:`affectlens.extract.extract_vectors`: per-emotion means of ``train`` [n, hidden],
+    minus their mean, with the neutral PCs explaining ``share`` of ``neutral``'s variance
+    projected out (none when ``share`` is 0), unit-normalised.
+    """
+    from affectlens.extract import neutral_components, project_out
+
+    raw = torch.stack([train[groups == g].double().mean(dim=0) for g in range(len(emotions))])
+    centred = (raw - raw.mean(dim=0)).float()
+    if share > 0:
+        centred = project_out(centred, neutral_components(neutral, share))
+    return centred / centred.norm(dim=-1, keepdim=True).clamp(min=1e-12), raw.float()
+
+
+Captures = dict[str, dict[str, torch.Tensor]]
+"""``{group: {pooling: [text, layer, hidden]}}`` as :func:`capture_poolings` returns them."""
+
+
+@dataclass
+class SearchData:
+    """Everything the offline search reads: captures, their layers and the texts' labels.
+
+    Groups: ``train`` and ``stories_test`` (corpus stories of ``emotions``), ``neutral``, and
+    one group per transfer split scored (``dev``; ``transfer_test`` only to confirm).
+    """
+
+    captures: Captures
+    layers: list[int]
+    emotions: list[str]
+    train_labels: torch.Tensor
+    test_labels: list[int]
+    transfer: dict[str, list]  # group -> TransferText in capture order
+    _whiteners: dict = field(default_factory=dict, repr=False)
+
+    def whitener(self, method: Method, column: int) -> torch.Tensor | None:
+        """``C^-1/2`` [hidden, hidden] for the method at one layer column (None: no whitening)."""
+        if method.whiten == "none":
+            return None
+        key = (method.pooling, column, method.whiten, method.shrinkage)
+        cache = self._whiteners
+        if key not in cache:
+            if method.whiten == "neutral":
+                rows = self.captures["neutral"][method.pooling][:, column]
+            elif method.whiten == "within":
+                train = self.captures["train"][method.pooling][:, column]
+                rows = within_residuals(train, self.train_labels)
+            else:
+                raise AffectlensError(f"unknown whitening {method.whiten!r}")
+            cache[key] = inverse_sqrt(shrunk_covariance(rows, method.shrinkage)).float()
+        return cache[key]
+
+
+def method_vectors(data: SearchData, method: Method, column: int):
+    """The method's one-layer artifact and the map every activation goes through first."""
+    from affectlens.vectors import EmotionVectors
+
+    white = data.whitener(method, column)
+
+    def view(group: str) -> torch.Tensor:
+        rows = data.captures[group][method.pooling][:, column].float()
+        return rows if white is None else rows @ white
+
+    units, raw = build_vectors(
+        view("train"), data.train_labels, data.emotions, view("neutral"), method.neutral_variance
+    )
+    layer = data.layers[column]
+    artifact = EmotionVectors(
+        emotions=list(data.emotions),
+        layers=[layer],
+        vectors=units[:, None],
+        raw_means=raw[:, None],
+        residual_norms=torch.ones(1),
+        neutral_pcs={},
+        provenance={"method": method.name},
+    )
+    return artifact, view
+
+
+def score_method(data: SearchData, method: Method, column: int, group: str = "dev") -> dict:
+    """Transfer scores on ``group`` (both tasks, per form) and 24-way held-out story top-1."""
+    from affectlens.validation.classification import classify, vector_centre
+    from affectlens.validation.transfer_score import score_transfer
+
+    artifact, view = method_vectors(data, method, column)
+    transfer = score_transfer(view(group)[:, None], data.transfer[group], artifact)
+    held = classify(
+        view("stories_test")[:, None],
+        data.test_labels,
+        artifact.vectors,
+        vector_centre(artifact),
+        artifact.layers,
+    )
+    return {"transfer": transfer, "in_domain": held.layers[0].top1}
+
+
+def summary_row(method: Method, layer: int, scores: dict) -> dict:
+    """A flat row: method, layer, per-form and pooled accuracies with CIs, in-domain top-1."""
+    row: dict = {"method": method.name, "layer": layer, **asdict(method)}
+    for task in ("basic6", "set24"):
+        section = scores["transfer"][task]
+        entries = {**section["per_form"], "pooled": section["pooled"]}
+        for form, entry in entries.items():
+            rate = entry["per_layer"][0]["top1"]
+            row[f"{task}/{form}"] = {k: rate[k] for k in ("hits", "n", "value", "low", "high")}
+        forms = [entry["per_layer"][0]["top1"]["value"] for entry in section["per_form"].values()]
+        row[f"{task}/form_mean"] = sum(forms) / len(forms)
+    held = scores["in_domain"]
+    row["in_domain24"] = {"hits": held.hits, "n": held.n, "value": held.value,
+                          "low": held.low, "high": held.high}  # fmt: skip
+    return row
+
+
+def search(
+    data: SearchData,
+    methods: Sequence[Method] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """Score every method at every captured layer on the dev split; one row per pair.
+
+    ``progress(done, total)`` is called after each (method, layer).
+    """
+    methods = list(methods) if methods is not None else candidate_methods()
+    total, rows = len(methods) * len(data.layers), []
+    for method in methods:
+        for column, layer in enumerate(data.layers):
+            rows.append(summary_row(method, layer, score_method(data, method, column, "dev")))
+            if progress is not None:
+                progress(len(rows), total)
+    return rows
+
+
+def choose(rows: list[dict], margin: float = 0.05) -> tuple[dict, dict]:
+    """(winner, shipped at its dev-best layer) by :data:`SELECTION_RULE`."""
+
+    def key(row: dict) -> tuple[float, float]:
+        return (row["basic6/form_mean"], row["set24/pooled"]["value"])
+
+    shipped_rows = [r for r in rows if r["method"] == SHIPPED.name]
+    if not shipped_rows:
+        raise AffectlensError("the shipped method was not scored")
+    floor = max(r["in_domain24"]["value"] for r in shipped_rows) - margin
+    eligible = [r for r in rows if r["in_domain24"]["value"] >= floor - 1e-12]
+    return max(eligible, key=key), max(shipped_rows, key=key)
+
+
+def basic6_hits(data: SearchData, method: Method, column: int, group: str) -> list[bool]:
+    """Per-text correctness of the 6-way basic task on ``group``, in text order.
+
+    The same texts, candidates and readout as ``score_task``'s basic6 task, kept per text so
+    two methods can be compared pairwise on the same texts.
+    """
+    from affectlens.validation.classification import classify, vector_centre
+    from affectlens.validation.transfer import BASIC_EMOTIONS
+
+    artifact, view = method_vectors(data, method, column)
+    texts = data.transfer[group]
+    keep = [i for i, t in enumerate(texts) if t.emotion in BASIC_EMOTIONS]
+    rows = [artifact.emotion_index(e) for e in BASIC_EMOTIONS]
+    labels = [BASIC_EMOTIONS.index(texts[i].emotion) for i in keep]
+    result = classify(
+        view(group)[keep][:, None],
+        labels,
+        artifact.vectors[rows],
+        vector_centre(artifact),
+        artifact.layers,
+    )
+    return (result.predictions[:, 0] == result.labels).tolist()
+
+
+def paired_test(first: list[bool], second: list[bool]) -> dict:
+    """Exact McNemar test of two methods' hits on the same texts: discordant counts and p."""
+    from scipy.stats import binomtest
+
+    if len(first) != len(second):
+        raise AffectlensError("paired hits need the same texts")
+    only_first = sum(a and not b for a, b in zip(first, second, strict=True))
+    only_second = sum(b and not a for a, b in zip(first, second, strict=True))
+    discordant = only_first + only_second
+    p = binomtest(only_first, discordant).pvalue if discordant else 1.0
+    return {
+        "n": len(first),
+        "only_first": only_first,
+        "only_second": only_second,
+        "difference": (only_first - only_second) / len(first) if first else float("nan"),
+        "p_exact_mcnemar": float(p),
+    }
