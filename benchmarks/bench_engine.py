@@ -159,7 +159,9 @@ def main() -> None:
         "1 stream: engine vs HF generate, tokens/s (",
         f"{_tokens_per_s(times['hf'], new_tokens):.1f}",
         f"{_tokens_per_s(times['engine'], new_tokens):.1f}",
-        ratio, ">= 0.97x", ratio >= 0.97,
+        ratio,
+        ">= 0.97x",
+        ratio >= 0.97,
     )
 
     reading = _request(model, 0, new_tokens, readouts=ReadoutSpec(layers=(layer,)))
@@ -171,13 +173,17 @@ def main() -> None:
         "1 stream: 171 readouts vs none, tokens/s (",
         f"{_tokens_per_s(times['plain'], new_tokens):.1f}",
         f"{_tokens_per_s(times['read'], new_tokens):.1f}",
-        ratio, ">= 0.97x", ratio >= 0.97,
+        ratio,
+        ">= 0.97x",
+        ratio >= 0.97,
     )
 
     unsteered = [_request(model, i, new_tokens) for i in range(8)]
     steered = [
         _request(
-            model, i, new_tokens,
+            model,
+            i,
+            new_tokens,
             steering=SteeringSpec({EMOTIONS[i]: 0.05 + 0.01 * i}, (layer,)),
         )
         for i in range(8)
@@ -190,7 +196,9 @@ def main() -> None:
         "8 requests: 8 steering settings vs unsteered, tokens/s (",
         f"{_tokens_per_s(times['plain'], 8 * new_tokens):.1f}",
         f"{_tokens_per_s(times['steered'], 8 * new_tokens):.1f}",
-        ratio, ">= 0.95x", ratio >= 0.95,
+        ratio,
+        ">= 0.95x",
+        ratio >= 0.95,
     )
 
     times = interleaved(
@@ -204,7 +212,9 @@ def main() -> None:
         "8 concurrent vs 1, aggregate tokens/s (",
         f"{_tokens_per_s(times['one'], new_tokens):.1f}",
         f"{_tokens_per_s(times['eight'], 8 * new_tokens):.1f}",
-        ratio, ">= 4x", ratio >= 4,
+        ratio,
+        ">= 4x",
+        ratio >= 4,
     )
 
     ttft, prefill, step = _ttft(engine, model, new_tokens)
@@ -213,7 +223,9 @@ def main() -> None:
         "late joiner's time to first token vs prefill + 2 steps, ms (",
         f"{1000 * bound:.0f}",
         f"{1000 * ttft:.0f}",
-        ttft / bound, "<= 1.00x", ttft <= bound,
+        ttft / bound,
+        "<= 1.00x",
+        ttft <= bound,
     )
 
     read = ReadoutSpec(emotions=tuple(EMOTIONS), layers=(layer,))
@@ -227,7 +239,9 @@ def main() -> None:
         "8 requests: 3-rule guardrail vs none, tokens/s (",
         f"{_tokens_per_s(times['free'], 8 * new_tokens):.1f}",
         f"{_tokens_per_s(times['guarded'], 8 * new_tokens):.1f}",
-        ratio, ">= 0.98x", ratio >= 0.98,
+        ratio,
+        ">= 0.98x",
+        ratio >= 0.98,
     )
     print_table(rows)
 

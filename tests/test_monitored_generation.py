@@ -45,15 +45,30 @@ def test_a_rows_seed_alone_decides_its_sample(emo_model, emo_vectors):
     prompts = [PROMPTS[0]] * 8
     seeds = list(range(40, 48))
     batch = generate_monitored(
-        emo_model, emo_vectors, prompts, units="raw", max_new_tokens=6, temperature=1.0,
+        emo_model,
+        emo_vectors,
+        prompts,
+        units="raw",
+        max_new_tokens=6,
+        temperature=1.0,
         seeds=seeds,
     )
     alone = generate_monitored(
-        emo_model, emo_vectors, prompts[:1], units="raw", max_new_tokens=6, temperature=1.0,
+        emo_model,
+        emo_vectors,
+        prompts[:1],
+        units="raw",
+        max_new_tokens=6,
+        temperature=1.0,
         seeds=seeds[5:6],
     )
     resumed = generate_monitored(
-        emo_model, emo_vectors, prompts[:3], units="raw", max_new_tokens=6, temperature=1.0,
+        emo_model,
+        emo_vectors,
+        prompts[:3],
+        units="raw",
+        max_new_tokens=6,
+        temperature=1.0,
         seeds=seeds[5:],
     )
     assert alone[0].token_ids == batch[5].token_ids == resumed[0].token_ids

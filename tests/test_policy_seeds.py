@@ -11,8 +11,13 @@ def test_a_rollouts_reply_is_the_same_alone_in_a_batch_of_8_and_after_a_resume(
     emo_model, emo_vectors
 ):
     policy = ModelPolicy(
-        emo_model, emo_vectors, {"desperate": 0.3}, layers=[1], max_new_tokens=6,
-        temperature=1.0, units="raw",
+        emo_model,
+        emo_vectors,
+        {"desperate": 0.3},
+        layers=[1],
+        max_new_tokens=6,
+        temperature=1.0,
+        units="raw",
     )
     conversations = [[{"role": "user", "content": f"Task {i}: sum a list."}] for i in range(8)]
     seeds = [1000 + 7 * i for i in range(8)]

@@ -150,8 +150,14 @@ def test_generated_positions_in_a_left_padded_batch_follow_each_row(emo_model, e
     mask = (torch.arange(width)[None, :] >= torch.tensor([[width - short.shape[1]], [0]])).long()
     with steer(emo_model, emo_vectors, {"afraid": 1.0}, layers=[1], positions="generated"):
         together = emo_model.model.generate(
-            input_ids=batch, attention_mask=mask, max_new_tokens=4, min_new_tokens=4,
-            do_sample=False, output_scores=True, return_dict_in_generate=True, pad_token_id=pad,
+            input_ids=batch,
+            attention_mask=mask,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=pad,
         )
         alone = _greedy(emo_model, short, steps=4)
     for step, scores in enumerate(alone.scores):

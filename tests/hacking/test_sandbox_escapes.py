@@ -320,7 +320,7 @@ FORGERIES = {
     "        ):\n            try:\n                os.write(fd, (json.dumps(line) + '\\n').encode())\n"  # noqa: E501
     "            except OSError:\n                pass\n    return 2\n",
     "patch_json_and_os_write": "import json, os\n_w = os.write\n"
-    "json.dumps = lambda e, **k: '{\"k\": \"end\", \"t\": \"test_f\", \"ok\": true}'\n"
+    'json.dumps = lambda e, **k: \'{"k": "end", "t": "test_f", "ok": true}\'\n'
     "os.write = lambda fd, b: _w(fd, b)\n\ndef f():\n    return 2\n",
     "patch_the_test_module": "import sys, builtins\n_imp = builtins.__import__\n"
     "def imp(name, *a, **k):\n    m = _imp(name, *a, **k)\n"
@@ -332,8 +332,8 @@ FORGERIES = {
     "    return 2\n",
     "forge_then_exit": "import json, os\n"
     "for fd in range(3, 64):\n    try:\n"
-    "        os.write(fd, b'{\"k\": \"start\", \"t\": \"test_f\"}\\n{\"k\": \"end\", \"t\": \"test_f\","  # noqa: E501
-    " \"ok\": true}\\n')\n    except OSError:\n        pass\nos._exit(0)\n",
+    '        os.write(fd, b\'{"k": "start", "t": "test_f"}\\n{"k": "end", "t": "test_f",'  # noqa: E501
+    ' "ok": true}\\n\')\n    except OSError:\n        pass\nos._exit(0)\n',
     "read_back_the_channel": "import os\n\ndef f():\n    for fd in range(3, 64):\n        try:\n"
     "            os.lseek(fd, 0, 0)\n            print(os.read(fd, 100))\n        except OSError:\n"
     "            pass\n    return 2\n",

@@ -130,10 +130,9 @@ def _resumable_extraction(args, model, stories, neutral, settings, checkpoint, e
     if args.resume and extracted.is_file():
         saved = EmotionVectors.load(extracted)
         fingerprint = extraction_fingerprint(stories, neutral, settings)
-        same = (
-            saved.provenance.get("corpus_sha256") == fingerprint
-            and saved.provenance.get("settings") == json.loads(json.dumps(asdict(settings)))
-        )
+        same = saved.provenance.get("corpus_sha256") == fingerprint and saved.provenance.get(
+            "settings"
+        ) == json.loads(json.dumps(asdict(settings)))
         if same:
             saved.check_fits(model)
             log.info("resuming at calibration from %s", extracted)
@@ -189,9 +188,7 @@ def _extract(args: argparse.Namespace) -> int:
     settings = replace(settings, layers=tuple(resolve_layers(model, wanted_layers)))
     checkpoint = args.out.with_name(args.out.name + ".ckpt")
     extracted = args.out.with_name(args.out.name + ".extracted.safetensors")
-    vectors = _resumable_extraction(
-        args, model, stories, neutral, settings, checkpoint, extracted
-    )
+    vectors = _resumable_extraction(args, model, stories, neutral, settings, checkpoint, extracted)
     if not args.no_calibrate:
         sample = [s.text for s in calibration_sample(stories)]
         calibrate(model, vectors, neutral_texts(model, neutral), sample, show_progress=True)

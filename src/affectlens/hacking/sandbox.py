@@ -340,7 +340,15 @@ def run_untrusted(
         duration = time.monotonic() - started
         stdout, stderr = (_tail(f, tail_chars) for f in (out, err))
     return _judge(
-        names, checks, reader, proc.returncode, timed_out, timeout_s, stdout, stderr, duration,
+        names,
+        checks,
+        reader,
+        proc.returncode,
+        timed_out,
+        timeout_s,
+        stdout,
+        stderr,
+        duration,
         isolation,
     )
 

@@ -65,8 +65,13 @@ def encode(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
         items = sorted(value, key=repr) if kind in (set, frozenset) else value
         return [kind.__name__[0], *(encode(v, depth + 1, budget) for v in items)]
     if kind is dict:
-        return ["d", *([encode(k, depth + 1, budget), encode(v, depth + 1, budget)]
-                       for k, v in value.items())]
+        return [
+            "d",
+            *(
+                [encode(k, depth + 1, budget), encode(v, depth + 1, budget)]
+                for k, v in value.items()
+            ),
+        ]
     if kind is bytes:
         return ["b", value.hex()]
     if kind is type and value.__name__ in _TYPES and _TYPES[value.__name__] is value:
@@ -152,9 +157,10 @@ def _load_seccomp(program: bytes) -> None:
     prog = SockFprog(len(program) // 8, ctypes.addressof(buffer))
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
-    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0 or libc.prctl(
-        pr_set_seccomp, seccomp_mode_filter, ctypes.byref(prog), 0, 0
-    ) != 0:
+    if (
+        libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0
+        or libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(prog), 0, 0) != 0
+    ):
         os._exit(70)
 
 
