@@ -146,18 +146,77 @@ def confirm(out: Path) -> None:
         n, result["shipped"]["basic6/pooled"]["value"]
     )
     (out / "test_confirmation.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    print(table([result["winner"], result["shipped"]]))
+    print(json.dumps({k: result[k] for k in ("paired_basic6", "min_detectable_difference_basic6")}))
+
+
+FORM_COLUMNS = ("second_person", "diary", "dialogue", "social_post")
+
+
+def short(rate: dict) -> str:
+    return f"{rate['value']:.2f} [{rate['low']:.2f}, {rate['high']:.2f}]"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: method x layer, 6-way per form and pooled (n, CI), 24-way pooled, in-domain."""
+    n = {form: rows[0][f"basic6/{form}"]["n"] for form in FORM_COLUMNS}
+    head = (
+        "| method | layer | "
+        + " | ".join(f"6-way {form} (n={n[form]})" for form in FORM_COLUMNS)
+        + f" | 6-way pooled (n={rows[0]['basic6/pooled']['n']}) | form mean"
+        + f" | 24-way pooled (n={rows[0]['set24/pooled']['n']})"
+        + f" | in-domain 24-way (n={rows[0]['in_domain24']['n']}) |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in rows:
+        cells = [short(row[f"basic6/{form}"]) for form in FORM_COLUMNS]
+        lines.append(
+            f"| {row['method']} | {row['layer']} | "
+            + " | ".join(cells)
+            + f" | {short(row['basic6/pooled'])} | {row['basic6/form_mean']:.3f}"
+            + f" | {short(row['set24/pooled'])} | {short(row['in_domain24'])} |"
+        )
+    return "\n".join(lines)
+
+
+def summarise(out: Path) -> None:
+    """The full dev table, and the best row of each family of candidates."""
+    rows = json.loads((out / "dev_rows.json").read_text())
+    ranked = sorted(rows, key=lambda r: (-r["basic6/form_mean"], -r["set24/pooled"]["value"]))
+    (out / "dev_table.md").write_text(table(ranked) + "\n")
+    picks = []
+    families = {
+        "pooling": lambda r: r["pooling"],
+        "whiten": lambda r: f"{r['whiten']}@{r['shrinkage']:g}",
+        "share": lambda r: r["neutral_variance"],
+        "layer": lambda r: r["layer"],
+    }
+    for family, key in families.items():
+        best: dict = {}
+        for row in ranked:
+            best.setdefault(key(row), row)
+        for value, row in best.items():
+            picks.append((family, value, row))
+    shipped = [r for r in rows if r["method"] == "from20/nv0.5/none"]
+    text = ["## shipped method, every layer", table(shipped), ""]
+    for family in families:
+        chosen = [row for fam, _, row in picks if fam == family]
+        text += [f"## best of each {family}", table(chosen), ""]
+    (out / "dev_summary.md").write_text("\n".join(text))
+    print("\n".join(text))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("step", choices=["capture", "search", "confirm"])
+    parser.add_argument("step", choices=["capture", "search", "summarise", "confirm"])
     parser.add_argument("--out", type=Path, default=Path("runs/method_search"))
     args = parser.parse_args()
     if args.step == "capture":
         capture(args.out)
     elif args.step == "search":
         run_search(args.out)
+    elif args.step == "summarise":
+        summarise(args.out)
     else:
         confirm(args.out)
 
