@@ -38,13 +38,11 @@ export function textOn(value, limit) {
   return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#111" : "#fff";
 }
 
-// The value drawn at full intensity: fixed for calibrated units (so colours compare across
-// replies), and for raw units the largest magnitude among `values`, rounded up to 1-2-5.
+// The value drawn at full intensity: the largest magnitude among `values` (the tokens shown),
+// rounded up to 1-2-5 so the legend's ticks are round; the legend shows it, in `units`.
 export function limitFor(units, values = []) {
-  if (units === "z") return 3;
-  if (units === "p99") return 1;
   const top = Math.max(0, ...values.filter((v) => typeof v === "number").map(Math.abs));
-  if (!top) return 1;
+  if (!top) return units === "z" ? 3 : 1;
   const power = 10 ** Math.floor(Math.log10(top));
   return [1, 2, 5, 10].map((m) => m * power).find((v) => v >= top);
 }
