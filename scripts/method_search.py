@@ -206,9 +206,26 @@ def summarise(out: Path) -> None:
     print("\n".join(text))
 
 
+def deployable(out: Path) -> None:
+    """Dev only: the winner's vectors mapped back to the residual stream (plain readout)."""
+    choice = json.loads((out / "choice.json").read_text())
+    picked = choice["winner"]
+    method = Method(
+        picked["pooling"], picked["neutral_variance"], picked["whiten"], picked["shrinkage"]
+    )
+    data = search_data(out, "dev")
+    rows = []
+    for column, layer in enumerate(LAYERS):
+        row = summary_row(method, layer, score_method(data, method, column, raw_space=True))
+        row["method"] += " raw-space"
+        rows.append(row)
+    (out / "dev_raw_space.json").write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("step", choices=["capture", "search", "summarise", "confirm"])
+    parser.add_argument("step", choices=["capture", "search", "summarise", "confirm", "deployable"])
     parser.add_argument("--out", type=Path, default=Path("runs/method_search"))
     args = parser.parse_args()
     if args.step == "capture":
@@ -217,6 +234,8 @@ def main() -> None:
         run_search(args.out)
     elif args.step == "summarise":
         summarise(args.out)
+    elif args.step == "deployable":
+        deployable(args.out)
     else:
         confirm(args.out)
 

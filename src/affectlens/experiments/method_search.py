@@ -318,12 +318,18 @@ def method_vectors(data: SearchData, method: Method, column: int):
     return artifact, view
 
 
-def score_method(data: SearchData, method: Method, column: int, group: str = "dev") -> dict:
-    """Transfer scores on ``group`` (both tasks, per form) and 24-way held-out story top-1."""
+def score_method(
+    data: SearchData, method: Method, column: int, group: str = "dev", *, raw_space: bool = False
+) -> dict:
+    """Transfer scores on ``group`` (both tasks, per form) and 24-way held-out story top-1.
+
+    ``raw_space`` scores :func:`raw_space_artifact` instead of the whitened readout.
+    """
     from affectlens.validation.classification import classify, vector_centre
     from affectlens.validation.transfer_score import score_transfer
 
-    artifact, view = method_vectors(data, method, column)
+    build = raw_space_artifact if raw_space else method_vectors
+    artifact, view = build(data, method, column)
     transfer = score_transfer(view(group)[:, None], data.transfer[group], artifact)
     held = classify(
         view("stories_test")[:, None],
@@ -427,3 +433,35 @@ def paired_test(first: list[bool], second: list[bool]) -> dict:
         "difference": (only_first - only_second) / len(first) if first else float("nan"),
         "p_exact_mcnemar": float(p),
     }
+
+
+def raw_space_artifact(data: SearchData, method: Method, column: int):
+    """The method's vectors mapped back to the residual stream, as a plain artifact would be.
+
+    A whitened method reads ``cos(W(a - c), v)``; its readout direction in the residual
+    stream is ``W v`` (``W`` symmetric). Unit-normalising ``W v`` per emotion gives vectors that
+    the ordinary readout, steering and monitoring can use unchanged; this is not the same
+    classifier (each emotion's score is divided by ``|W v|``), so it is scored on its own.
+    """
+    from affectlens.vectors import EmotionVectors
+
+    whitened, _ = method_vectors(data, method, column)
+    white = data.whitener(method, column)
+    units = whitened.vectors[:, 0]
+    if white is not None:
+        units = units @ white
+        units = units / units.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    train = data.captures["train"][method.pooling][:, column].float()
+    raw = torch.stack(
+        [train[data.train_labels == g].mean(dim=0) for g in range(len(data.emotions))]
+    )
+    artifact = EmotionVectors(
+        emotions=list(data.emotions),
+        layers=[data.layers[column]],
+        vectors=units[:, None],
+        raw_means=raw[:, None],
+        residual_norms=torch.ones(1),
+        neutral_pcs={},
+        provenance={"method": f"{method.name} (raw space)"},
+    )
+    return artifact, lambda group: data.captures[group][method.pooling][:, column].float()
