@@ -223,9 +223,20 @@ def deployable(out: Path) -> None:
     print(table(rows))
 
 
+def shrinkage(out: Path) -> None:
+    """Dev only, after the choice: within-emotion whitening at shrinkages off the grid."""
+    data = search_data(out, "dev")
+    methods = [Method("from20", s, "within", a) for s in (0.0, 0.5) for a in (0.3, 0.7, 0.9)]
+    rows = search(data, methods)
+    (out / "dev_rows_shrinkage.json").write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("step", choices=["capture", "search", "summarise", "confirm", "deployable"])
+    parser.add_argument(
+        "step", choices=["capture", "search", "summarise", "confirm", "deployable", "shrinkage"]
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/method_search"))
     args = parser.parse_args()
     if args.step == "capture":
@@ -234,6 +245,8 @@ def main() -> None:
         run_search(args.out)
     elif args.step == "summarise":
         summarise(args.out)
+    elif args.step == "shrinkage":
+        shrinkage(args.out)
     elif args.step == "deployable":
         deployable(args.out)
     else:
