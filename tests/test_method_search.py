@@ -15,9 +15,11 @@ from affectlens.experiments.method_search import (
     choose,
     inverse_sqrt,
     load_captures,
+    method_vectors,
     paired_test,
     pool_hidden,
     pooling_masks,
+    raw_space_artifact,
     score_method,
     search,
     shrunk_covariance,
@@ -193,3 +195,21 @@ def test_paired_test_counts_discordant_texts():
     assert (result["only_first"], result["only_second"], result["n"]) == (2, 0, 4)
     assert result["difference"] == 0.5
     assert result["p_exact_mcnemar"] == pytest.approx(0.5)
+
+
+def test_raw_space_artifact_maps_whitened_vectors_back_through_w():
+    data = _planted()
+    plain = Method("all", 0.0, "none")
+    same, _ = raw_space_artifact(data, plain, 0)
+    reference, _ = method_vectors(data, plain, 0)
+    assert torch.allclose(same.vectors, reference.vectors)
+    white = Method("all", 0.0, "within", 0.001)
+    mapped, view = raw_space_artifact(data, white, 0)
+    whitened, _ = method_vectors(data, white, 0)
+    expected = whitened.vectors[:, 0] @ data.whitener(white, 0)
+    expected = expected / expected.norm(dim=-1, keepdim=True)
+    assert torch.allclose(mapped.vectors[:, 0], expected, atol=1e-6)
+    assert torch.allclose(mapped.vectors.norm(dim=-1), torch.ones(3, 1))
+    assert torch.equal(view("dev"), data.captures["dev"]["all"][:, 0])
+    scores = score_method(data, white, 0, raw_space=True)
+    assert scores["transfer"]["basic6"]["pooled"]["per_layer"][0]["top1"]["value"] >= 0.9
