@@ -20,3 +20,4 @@ if [ ! -f "$out/validation/report.json" ]; then
 fi
 affectlens summary --vectors "$out/vectors.safetensors"
 echo "validation report: $out/validation/index.html"
+echo "dashboard: affectlens serve --vectors $out/vectors.safetensors   (then open http://127.0.0.1:8000/)"
