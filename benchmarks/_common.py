@@ -26,6 +26,17 @@ from affectlens.models.packs import DEFAULT_PACK
 from affectlens.vectors import EmotionVectors, model_provenance
 
 REPO = Path(__file__).resolve().parents[1]
+CHAT_PROMPTS = [
+    "Write a Python function that merges two sorted lists.",
+    "Explain what a race condition is, with an example.",
+    "My tests keep failing after I changed the date parser. What should I check?",
+    "Summarise the plot of a story about a lighthouse keeper in a storm.",
+    "How do I read a CSV file with the standard library?",
+    "Give three tips for naming variables well.",
+    "What does the Python GIL do?",
+    "Write a haiku about debugging late at night.",
+]
+"""User turns of the engine and serving benchmarks: short, varied, one per concurrent client."""
 DEFAULT_VECTORS = REPO / "runs" / "default" / "vectors.safetensors"
 
 

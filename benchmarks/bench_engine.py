@@ -26,7 +26,14 @@ import statistics
 import time
 
 import torch
-from _common import interleaved, load_bench_model, paired_ratio, print_table, random_vectors
+from _common import (
+    CHAT_PROMPTS,
+    interleaved,
+    load_bench_model,
+    paired_ratio,
+    print_table,
+    random_vectors,
+)
 
 from affectlens.engine import (
     Engine,
@@ -39,16 +46,7 @@ from affectlens.engine import (
 from affectlens.engine.validation import prompt_ids
 from affectlens.guardrails import GuardrailPolicy
 
-PROMPTS = [
-    "Write a Python function that merges two sorted lists.",
-    "Explain what a race condition is, with an example.",
-    "My tests keep failing after I changed the date parser. What should I check?",
-    "Summarise the plot of a story about a lighthouse keeper in a storm.",
-    "How do I read a CSV file with the standard library?",
-    "Give three tips for naming variables well.",
-    "What does the Python GIL do?",
-    "Write a haiku about debugging late at night.",
-]
+PROMPTS = CHAT_PROMPTS
 EMOTIONS = ["calm", "desperate", "afraid", "happy", "angry", "sad", "proud", "hostile"]
 POLICY = {
     "name": "bench",

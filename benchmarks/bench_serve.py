@@ -48,7 +48,15 @@ from multiprocessing.connection import Connection
 import openai
 import torch
 import uvicorn
-from _common import fixed_length, load_bench_model, paired_ratio, print_table, random_vectors
+from _common import (
+    CHAT_PROMPTS,
+    fixed_length,
+    interleaved,
+    load_bench_model,
+    paired_ratio,
+    print_table,
+    random_vectors,
+)
 
 from affectlens.engine import (
     Engine,
@@ -59,16 +67,7 @@ from affectlens.engine import (
 )
 from affectlens.serve.app import ServerSettings, create_app
 
-PROMPTS = [
-    "Write a Python function that merges two sorted lists.",
-    "Explain what a race condition is, with an example.",
-    "My tests keep failing after I changed the date parser. What should I check?",
-    "Summarise the plot of a story about a lighthouse keeper in a storm.",
-    "How do I read a CSV file with the standard library?",
-    "Give three tips for naming variables well.",
-    "What does the Python GIL do?",
-    "Write a haiku about debugging late at night.",
-]
+PROMPTS = CHAT_PROMPTS
 CLIENTS = 8
 
 
@@ -232,18 +231,6 @@ class Load:
         self._process.join(timeout=30)
 
 
-def _interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
-    """Seconds per repetition of each run, the order reversed every other repetition."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    for rep in range(reps):
-        for name in names if rep % 2 == 0 else names[::-1]:
-            started = time.perf_counter()
-            runs[name]()
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -289,8 +276,8 @@ def main() -> None:
             for run in [*ones.values(), *eights.values()]:  # warm-up, untimed
                 run()
             load.ttft.clear()
-            one = _interleaved(ones, reps)
-            eight = _interleaved(eights, reps)
+            one = interleaved(ones, reps, warmup=False)
+            eight = interleaved(eights, reps, warmup=False)
         finally:
             load.close()
 

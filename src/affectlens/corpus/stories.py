@@ -53,7 +53,8 @@ def _jsonl_files(path: Path) -> list[Path]:
     raise AffectlensError(f"corpus not found: {path}")
 
 
-def _records(files: Iterable[Path]) -> Iterator[tuple[str, dict]]:
+def jsonl_records(files: Iterable[Path]) -> Iterator[tuple[str, dict]]:
+    """Each non-blank line of ``files`` as (``file:line``, JSON object); one error line else."""
     for file in files:
         for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -71,7 +72,7 @@ def _records(files: Iterable[Path]) -> Iterator[tuple[str, dict]]:
 def load_stories(path: Path | None = None) -> list[Story]:
     """All stories in a JSONL file or a folder of them (default: the shipped corpus)."""
     stories = []
-    for where, record in _records(_jsonl_files(path or default_stories_path())):
+    for where, record in jsonl_records(_jsonl_files(path or default_stories_path())):
         try:
             split = record["split"]
             if split not in ("train", "test"):
@@ -93,7 +94,7 @@ def load_stories(path: Path | None = None) -> list[Story]:
 def load_neutral(path: Path | None = None) -> list[NeutralPassage]:
     """All neutral passages (default: the shipped neutral corpus)."""
     passages = []
-    for where, record in _records(_jsonl_files(path or default_neutral_path())):
+    for where, record in jsonl_records(_jsonl_files(path or default_neutral_path())):
         messages = record.get("messages")
         text = record.get("text")
         if (messages is None) == (text is None):

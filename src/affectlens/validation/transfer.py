@@ -22,7 +22,6 @@ looking and tuning) and a ``test`` half (scored once per method). Scoring lives 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from functools import cache
 from pathlib import Path
 
 from affectlens.corpus.concepts import Concept, load_concepts, package_data_dir
+from affectlens.corpus.stories import jsonl_records
 from affectlens.corpus.validate import Problem, words
 from affectlens.errors import AffectlensError
 
@@ -85,19 +85,14 @@ def load_transfer(path: str | Path | None = None) -> list[TransferText]:
     else:
         raise AffectlensError(f"transfer set not found: {folder}")
     texts = []
-    for file in files:
-        for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{file.name}:{number}"
-            try:
-                record = json.loads(line)
-                fields = [record[key] for key in ("emotion", "form", "split", "text")]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise AffectlensError(f"{where}: bad transfer record ({exc})") from None
-            if not all(isinstance(value, str) for value in fields):
-                raise AffectlensError(f"{where}: emotion, form, split and text must be strings")
-            texts.append(TransferText(*fields, source=where))
+    for where, record in jsonl_records(files):
+        try:
+            fields = [record[key] for key in ("emotion", "form", "split", "text")]
+        except KeyError as exc:
+            raise AffectlensError(f"{where}: bad transfer record (missing {exc})") from None
+        if not all(isinstance(value, str) for value in fields):
+            raise AffectlensError(f"{where}: emotion, form, split and text must be strings")
+        texts.append(TransferText(*fields, source=where))
     return texts
 
 
