@@ -31,6 +31,29 @@ def build_tiny_tokenizer(chat_template: bool = True):
     return tokenizer
 
 
+def _tiny_config_sizes(tokenizer, num_layers: int) -> dict:
+    """The sizes and special tokens every tiny Llama-style config shares (hidden size 64)."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        **_special_token_ids(tokenizer),
+    }
+
+
+def _special_token_ids(tokenizer) -> dict:
+    """The tiny tokenizer's bos, eos and pad ids as config keywords."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def build_tiny_causal_lm(tokenizer, family: str = "llama", num_layers: int = 3, seed: int = 0):
     """A random Llama or Qwen2 causal LM with hidden size 64 and ``num_layers`` layers."""
     import torch
@@ -40,18 +63,7 @@ def build_tiny_causal_lm(tokenizer, family: str = "llama", num_layers: int = 3, 
         "llama": (LlamaConfig, LlamaForCausalLM),
         "qwen2": (Qwen2Config, Qwen2ForCausalLM),
     }[family]
-    config = config_class(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = config_class(**_tiny_config_sizes(tokenizer, num_layers))
     torch.manual_seed(seed)
     return model_class(config).eval()
 
@@ -130,23 +142,9 @@ def build_family_model(tokenizer, family: str, num_layers: int = 3, seed: int = 
 
     if family in ("llama", "qwen2"):
         return build_tiny_causal_lm(tokenizer, family, num_layers, seed)
-    special = {
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
     if family == "gemma3":
         config = Gemma3TextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=num_layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            max_position_embeddings=4096,
-            sliding_window=16,
-            **special,
+            **_tiny_config_sizes(tokenizer, num_layers), head_dim=16, sliding_window=16
         )
         model_class = Gemma3ForCausalLM
     elif family == "gpt2":
@@ -156,7 +154,7 @@ def build_family_model(tokenizer, family: str, num_layers: int = 3, seed: int = 
             n_layer=num_layers,
             n_head=4,
             n_positions=512,
-            **special,
+            **_special_token_ids(tokenizer),
         )
         model_class = GPT2LMHeadModel
     else:
