@@ -80,30 +80,34 @@ def test_load_damaged_artifact_raises(tmp_path):
         EmotionVectors.load(path)
 
 
-def test_load_bad_neutral_pc_name_raises_affectlens_error(tmp_path):
-    path = tmp_path / "bad-pcs.safetensors"
-    tensors = {
-        "vectors": torch.zeros(1, 1, 4),
-        "raw_means": torch.zeros(1, 1, 4),
-        "residual_norms": torch.ones(1),
-        "neutral_pcs.x": torch.zeros(1, 4),
-    }
+@pytest.mark.parametrize(
+    ("tensors", "match"),
+    [
+        (
+            {
+                "vectors": torch.zeros(1, 1, 4),
+                "raw_means": torch.zeros(1, 1, 4),
+                "residual_norms": torch.ones(1),
+                "neutral_pcs.x": torch.zeros(1, 4),
+            },
+            "damaged",
+        ),
+        (
+            {
+                "vectors": torch.zeros(2, 1, 4),
+                "raw_means": torch.zeros(2, 1, 4),
+                "residual_norms": torch.ones(1),
+            },
+            "shape",
+        ),
+    ],
+    ids=["bad-neutral-pc-name", "inconsistent-shapes"],
+)
+def test_load_malformed_artifact_raises_affectlens_error(tmp_path, tensors, match):
+    path = tmp_path / "malformed.safetensors"
     metadata = {"format": FORMAT, "emotions": '["a"]', "layers": "[0]", "provenance": "{}"}
     save_file(tensors, str(path), metadata=metadata)
-    with pytest.raises(AffectlensError, match="damaged"):
-        EmotionVectors.load(path)
-
-
-def test_load_inconsistent_shapes_raises_affectlens_error(tmp_path):
-    path = tmp_path / "bad-shape.safetensors"
-    tensors = {
-        "vectors": torch.zeros(2, 1, 4),
-        "raw_means": torch.zeros(2, 1, 4),
-        "residual_norms": torch.ones(1),
-    }
-    metadata = {"format": FORMAT, "emotions": '["a"]', "layers": "[0]", "provenance": "{}"}
-    save_file(tensors, str(path), metadata=metadata)
-    with pytest.raises(AffectlensError, match="shape"):
+    with pytest.raises(AffectlensError, match=match):
         EmotionVectors.load(path)
 
 
