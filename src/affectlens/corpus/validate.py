@@ -41,6 +41,24 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+def repeated_opening(
+    tokens: list[str],
+    source: str,
+    openings: dict[tuple[str, ...], str],
+    count: int = OPENING_WORDS,
+) -> Problem | None:
+    """A problem when ``tokens`` open with the same ``count`` words as an earlier text.
+
+    ``openings`` maps each opening seen so far to the text that had it first; a new opening is
+    recorded there under ``source``.
+    """
+    opening = tuple(tokens[:count])
+    if opening not in openings:
+        openings[opening] = source
+        return None
+    return Problem(source, f"opens like {openings[opening]}: {' '.join(opening)!r}")
+
+
 def _ngrams(tokens: list[str], n: int = NGRAM) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
@@ -79,12 +97,8 @@ def check_emotion_group(
     grams = []
     for story in stories:
         tokens = words(story.text)
-        opening = tuple(tokens[:OPENING_WORDS])
-        if opening in openings:
-            problems.append(
-                Problem(story.source, f"opens like {openings[opening]}: {' '.join(opening)!r}")
-            )
-        openings.setdefault(opening, story.source)
+        if repeat := repeated_opening(tokens, story.source, openings):
+            problems.append(repeat)
         grams.append(_ngrams(tokens))
     for i in range(len(stories)):
         for j in range(i + 1, len(stories)):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from affectlens.corpus.concepts import Concept, load_concepts, package_data_dir
 from affectlens.corpus.stories import jsonl_records
-from affectlens.corpus.validate import Problem, words
+from affectlens.corpus.validate import Problem, repeated_opening, words
 from affectlens.errors import AffectlensError
 
 FORMS = ("second_person", "diary", "dialogue", "social_post")
@@ -201,12 +201,8 @@ def _repeats(texts: list[TransferText]) -> list[Problem]:
     runs: dict[tuple[str, ...], str] = {}
     for item in texts:
         tokens = words(item.text)
-        opening = tuple(tokens[:OPENING_WORDS])
-        if opening in openings:
-            problems.append(
-                Problem(item.source, f"opens like {openings[opening]}: {' '.join(opening)!r}")
-            )
-        openings.setdefault(opening, item.source)
+        if repeat := repeated_opening(tokens, item.source, openings, OPENING_WORDS):
+            problems.append(repeat)
         shared = None
         for i in range(len(tokens) - RUN_WORDS + 1):
             run = tuple(tokens[i : i + RUN_WORDS])
