@@ -7,8 +7,10 @@ import html
 import io
 import math
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def png(figure: Figure) -> str:
@@ -17,6 +19,25 @@ def png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def plot_accuracy_band(
+    ax: Axes, layers: list[int], cells: list[dict], colour: str, label: str, alpha: float
+) -> None:
+    """One accuracy-per-layer line and its band; ``cells`` hold ``value``, ``low``, ``high``."""
+    ax.plot(layers, [c["value"] for c in cells], marker="o", color=colour, label=label)
+    low = [c["low"] for c in cells]
+    high = [c["high"] for c in cells]
+    ax.fill_between(layers, low, high, color=colour, alpha=alpha)
+
+
+def finish_accuracy_axes(ax: Axes, ylabel: str) -> None:
+    """Integer layer ticks, accuracy from 0 to 1 and a small legend: every accuracy plot alike."""
+    ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2)
 
 
 def fmt(value, digits: int = 3) -> str:

@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from affectlens.atomic_files import json_safe
 from affectlens.validation.html_parts import ci as _ci
+from affectlens.validation.html_parts import finish_accuracy_axes, plot_accuracy_band
 from affectlens.validation.html_parts import fmt as _fmt
 from affectlens.validation.html_parts import png as _png
 from affectlens.validation.html_parts import table as _table
@@ -38,22 +39,10 @@ def plot_accuracy(classification: dict) -> str:
     for key, colour in (("top1", "C0"), ("top5", "C1"), ("cluster", "C2")):
         if rows and rows[0].get(key) is None:
             continue
-        value = [r[key]["value"] for r in rows]
-        ax.plot(layers, value, marker="o", color=colour, label=key)
-        ax.fill_between(
-            layers,
-            [r[key]["low"] for r in rows],
-            [r[key]["high"] for r in rows],
-            color=colour,
-            alpha=0.2,
-        )
+        plot_accuracy_band(ax, layers, [r[key] for r in rows], colour, key, alpha=0.2)
     ax.axhline(classification["chance_top1"], color="C0", ls=":", label="chance top1")
     ax.axhline(classification["chance_top5"], color="C1", ls=":", label="chance top5")
-    ax.set_xlabel("layer")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2)
+    finish_accuracy_axes(ax, "held-out accuracy")
     return _png(figure)
 
 

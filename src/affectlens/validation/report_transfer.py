@@ -6,9 +6,15 @@ import html
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-from affectlens.validation.html_parts import ci, fmt, png, table
+from affectlens.validation.html_parts import (
+    ci,
+    finish_accuracy_axes,
+    fmt,
+    plot_accuracy_band,
+    png,
+    table,
+)
 from affectlens.validation.transfer import FORMS
 
 TASK_TITLES = {
@@ -46,18 +52,12 @@ def plot_by_layer(task: dict) -> str:
     series.append(("pooled", task["pooled"]))
     for number, (name, entry) in enumerate(series):
         layers = [r["layer"] for r in entry["per_layer"]]
-        value = [r["top1"]["value"] for r in entry["per_layer"]]
+        cells = [r["top1"] for r in entry["per_layer"]]
         colour = "k" if name == "pooled" else f"C{number}"
-        ax.plot(layers, value, marker="o", color=colour, label=f"{name} (n={entry['n']})")
-        low = [r["top1"]["low"] for r in entry["per_layer"]]
-        high = [r["top1"]["high"] for r in entry["per_layer"]]
-        ax.fill_between(layers, low, high, color=colour, alpha=0.12)
+        label = f"{name} (n={entry['n']})"
+        plot_accuracy_band(ax, layers, cells, colour, label, alpha=0.12)
     ax.axhline(task["chance"], color="grey", ls=":", label="chance")
-    ax.set_xlabel("layer")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("top-1 accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2)
+    finish_accuracy_axes(ax, "top-1 accuracy")
     return png(figure)
 
 
