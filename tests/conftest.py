@@ -1,5 +1,7 @@
 """Shared test fixtures."""
 
+import itertools
+
 import pytest
 
 # --- Tiny offline models and synthetic emotion vectors (steer / monitor / calibration tests) ---
@@ -176,6 +178,52 @@ def build_family_loaded(family: str, num_layers: int = 3, seed: int = 0):
 def family_model(request):
     """One tiny random model per family in ``CORE_FAMILIES`` (3 layers); do not modify it."""
     return build_family_loaded(request.param, 3)
+
+
+# --- Fake offline packs: installed chunk packages (packs / CLI error tests) ---
+
+_fake_chunk_tags = itertools.count()
+
+
+@pytest.fixture
+def fake_chunks(tmp_path, monkeypatch):
+    """Three installed chunk packages with distinct module names; returns (modules, contents).
+
+    Each is a package folder with ``data/partN.bin`` on a temporary ``sys.path`` entry; the
+    contents differ per chunk, so their order shows in the assembled file.
+    """
+    import importlib
+
+    root = tmp_path / "site"
+    tag = next(_fake_chunk_tags)
+    modules, contents = [], []
+    for i in range(1, 4):
+        name = f"affectlens_fake_chunk_{tag}_part{i}"
+        data = root / name / "data"
+        data.mkdir(parents=True)
+        (root / name / "__init__.py").write_text("")
+        blob = bytes([i]) * (1000 * i) + f"chunk{i}".encode()
+        (data / f"part{i}.bin").write_bytes(blob)
+        modules.append(name)
+        contents.append(blob)
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    return tuple(modules), contents
+
+
+def fake_offline_pack(modules, sha256: str, name: str = "fake"):
+    """An ``OfflinePack`` over ``modules`` (``part*.bin`` chunks) pinned to ``sha256``."""
+    from affectlens.models.packs import OfflinePack
+
+    return OfflinePack(
+        name=name,
+        description="a fake pack",
+        extra="fake",
+        chunk_modules=modules,
+        chunk_glob="part*.bin",
+        sha256=sha256,
+        gguf_name="fake.gguf",
+    )
 
 
 # --- The real offline default model, for tests under tests/integration/ ---

@@ -8,8 +8,6 @@ the network: the hub is put in offline mode and sockets refuse to connect.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import itertools
 import json
 import os
 import socket
@@ -23,9 +21,9 @@ from safetensors.torch import save_file
 
 from affectlens.cli import main
 from affectlens.errors import AffectlensError
-from affectlens.models.packs import PACKS, OfflinePack, install_command
+from affectlens.models.packs import PACKS, install_command
 from affectlens.vectors import EmotionVectors
-from conftest import build_emotion_vectors
+from conftest import build_emotion_vectors, fake_offline_pack
 
 EMOTIONS = ["happy", "afraid", "angry"]
 WORDS = {
@@ -33,7 +31,6 @@ WORDS = {
     "afraid": "dark shadow tremble creak scream cold",
     "angry": "slam shout fury red clenched boil",
 }
-_unique = itertools.count()
 
 
 @pytest.fixture(autouse=True)
@@ -296,36 +293,16 @@ def test_unusable_model(inputs, out, tmp_path, capsys, kind, message):
 
 
 @pytest.fixture
-def fake_pack(tmp_path, monkeypatch):
+def fake_pack(fake_chunks, monkeypatch):
     """Registers an installed three-chunk pack; returns a function setting its pinned SHA."""
-    root = tmp_path / "site"
-    tag = next(_unique)
-    modules, whole = [], b""
-    for i in range(1, 4):
-        name = f"affectlens_cli_fake_chunk_{tag}_part{i}"
-        (root / name / "data").mkdir(parents=True)
-        (root / name / "__init__.py").write_text("")
-        blob = b"not really a GGUF file " * (100 * i)
-        (root / name / "data" / f"part{i}.bin").write_bytes(blob)
-        modules.append(name)
-        whole += blob
-    monkeypatch.syspath_prepend(str(root))
-    importlib.invalidate_caches()
+    modules, contents = fake_chunks
 
-    def register(sha256: str, chunk_modules=tuple(modules)) -> str:
-        pack = OfflinePack(
-            name="fake-pack",
-            description="a fake pack",
-            extra="fake",
-            chunk_modules=chunk_modules,
-            chunk_glob="part*.bin",
-            sha256=sha256,
-            gguf_name="fake.gguf",
-        )
+    def register(sha256: str, chunk_modules=modules) -> str:
+        pack = fake_offline_pack(chunk_modules, sha256, name="fake-pack")
         monkeypatch.setitem(PACKS, pack.name, pack)
         return pack.name
 
-    register.digest = hashlib.sha256(whole).hexdigest()
+    register.digest = hashlib.sha256(b"".join(contents)).hexdigest()
     return register
 
 

@@ -1,8 +1,9 @@
-"""Offline packs: chunk discovery and SHA-checked assembly, with fake chunk packages."""
+"""Offline packs: chunk discovery and SHA-checked assembly, with fake chunk packages.
+
+The ``fake_chunks`` fixture and :func:`fake_offline_pack` are in ``conftest.py``.
+"""
 
 import hashlib
-import importlib
-import itertools
 import re
 
 import pytest
@@ -10,46 +11,13 @@ import pytest
 from affectlens.errors import AffectlensError
 from affectlens.models import packs
 from affectlens.models.packs import PACKS, OfflinePack, assemble, cache_root, sha256_file
-
-_counter = itertools.count()
-
-
-@pytest.fixture
-def fake_chunks(tmp_path, monkeypatch):
-    """Three installed chunk packages with distinct module names; returns (modules, contents)."""
-    root = tmp_path / "site"
-    tag = next(_counter)
-    modules, contents = [], []
-    for i in range(1, 4):
-        name = f"affectlens_fake_chunk_{tag}_part{i}"
-        data = root / name / "data"
-        data.mkdir(parents=True)
-        (root / name / "__init__.py").write_text("")
-        blob = bytes([i]) * (1000 * i) + f"chunk{i}".encode()
-        (data / f"part{i}.bin").write_bytes(blob)
-        modules.append(name)
-        contents.append(blob)
-    monkeypatch.syspath_prepend(str(root))
-    importlib.invalidate_caches()
-    return tuple(modules), contents
-
-
-def _pack(modules, sha256):
-    return OfflinePack(
-        name="fake",
-        description="a fake pack",
-        extra="fake",
-        chunk_modules=modules,
-        chunk_glob="part*.bin",
-        sha256=sha256,
-        gguf_name="fake.gguf",
-    )
+from conftest import fake_offline_pack
 
 
 def test_assemble_concatenates_in_order_and_verifies(fake_chunks, tmp_path):
     modules, contents = fake_chunks
     whole = b"".join(contents)
-    pack = _pack(modules, hashlib.sha256(whole).hexdigest())
+    pack = fake_offline_pack(modules, hashlib.sha256(whole).hexdigest())
     assert pack.is_installed()
     assert [p.name for p in pack.chunk_paths()] == ["part1.bin", "part2.bin", "part3.bin"]
     target = assemble(pack, tmp_path / "out")
@@ -60,7 +28,7 @@ def test_assemble_concatenates_in_order_and_verifies(fake_chunks, tmp_path):
 
 def test_wrong_hash_raises_and_leaves_no_file(fake_chunks, tmp_path):
     modules, _ = fake_chunks
-    pack = _pack(modules, "0" * 64)
+    pack = fake_offline_pack(modules, "0" * 64)
     out = tmp_path / "out"
     with pytest.raises(AffectlensError, match="SHA-256"):
         assemble(pack, out)
@@ -70,9 +38,9 @@ def test_wrong_hash_raises_and_leaves_no_file(fake_chunks, tmp_path):
 def test_wrong_hash_does_not_clobber_previous_good_file(fake_chunks, tmp_path):
     modules, contents = fake_chunks
     out = tmp_path / "out"
-    good = assemble(_pack(modules, hashlib.sha256(b"".join(contents)).hexdigest()), out)
+    good = assemble(fake_offline_pack(modules, hashlib.sha256(b"".join(contents)).hexdigest()), out)
     with pytest.raises(AffectlensError):
-        assemble(_pack(modules, "f" * 64), out)
+        assemble(fake_offline_pack(modules, "f" * 64), out)
     assert good.read_bytes() == b"".join(contents)
     assert sorted(p.name for p in out.iterdir()) == ["fake.gguf"]
 
@@ -80,7 +48,7 @@ def test_wrong_hash_does_not_clobber_previous_good_file(fake_chunks, tmp_path):
 def test_empty_pinned_hash_skips_the_check_with_a_warning(fake_chunks, tmp_path, caplog):
     modules, contents = fake_chunks
     with caplog.at_level("WARNING", logger="affectlens.models.packs"):
-        target = assemble(_pack(modules, ""), tmp_path)
+        target = assemble(fake_offline_pack(modules, ""), tmp_path)
     assert target.read_bytes() == b"".join(contents)
     digest = hashlib.sha256(b"".join(contents)).hexdigest()
     assert [r.getMessage() for r in caplog.records] == [
@@ -90,13 +58,13 @@ def test_empty_pinned_hash_skips_the_check_with_a_warning(fake_chunks, tmp_path,
 
 def test_pinned_pack_assembles_silently(fake_chunks, tmp_path, capsys):
     modules, contents = fake_chunks
-    assemble(_pack(modules, hashlib.sha256(b"".join(contents)).hexdigest()), tmp_path)
+    assemble(fake_offline_pack(modules, hashlib.sha256(b"".join(contents)).hexdigest()), tmp_path)
     assert capsys.readouterr().err == ""
 
 
 def test_missing_chunk_package_raises(fake_chunks, tmp_path):
     modules, _ = fake_chunks
-    pack = _pack((*modules, "affectlens_fake_chunk_not_installed"), "")
+    pack = fake_offline_pack((*modules, "affectlens_fake_chunk_not_installed"), "")
     assert not pack.is_installed()
     with pytest.raises(AffectlensError, match=re.escape(packs.install_command("fake"))):
         assemble(pack, tmp_path / "out")
@@ -108,7 +76,7 @@ def test_ambiguous_chunk_folder_raises(fake_chunks, tmp_path):
     data = tmp_path / "site" / modules[1] / "data"
     (data / "part2b.bin").write_bytes(b"extra")
     with pytest.raises(AffectlensError, match="expected one chunk"):
-        _pack(modules, "").chunk_paths()
+        fake_offline_pack(modules, "").chunk_paths()
 
 
 def test_assemble_with_monkeypatched_chunk_paths(tmp_path, monkeypatch):
@@ -118,7 +86,7 @@ def test_assemble_with_monkeypatched_chunk_paths(tmp_path, monkeypatch):
         chunk.write_bytes(b"x" * (3 << 20) if i == 0 else b"tail")  # spans several 1 MiB blocks
         chunks.append(chunk)
     whole = b"x" * (3 << 20) + b"tail"
-    pack = _pack(("unused",), hashlib.sha256(whole).hexdigest())
+    pack = fake_offline_pack(("unused",), hashlib.sha256(whole).hexdigest())
     monkeypatch.setattr(OfflinePack, "chunk_paths", lambda self: chunks)
     assert assemble(pack, tmp_path / "out").read_bytes() == whole
 
