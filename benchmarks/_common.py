@@ -1,12 +1,15 @@
-"""Shared helpers of ``bench_steer_monitor.py`` and ``bench_rollouts.py`` (not a benchmark).
+"""Shared helpers of the benchmarks (not a benchmark).
 
-Loads the model under test (the default offline pack, or with ``tiny`` the random 4-layer Qwen2
-of ``tests/conftest.py`` for smoke runs), loads or synthesises an emotion-vectors artifact,
-forces every generation to a fixed length, and times callables in interleaved repetitions.
+Parses the options the model benchmarks share, loads the model under test (the default offline
+pack, or with ``tiny`` the random 4-layer Qwen2 of ``tests/conftest.py`` for smoke runs), loads
+or synthesises an emotion-vectors artifact, forces every generation to a fixed length, and times
+callables in interleaved repetitions.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import sys
 import time
@@ -48,6 +51,39 @@ def load_bench_model(tiny: bool) -> LoadedModel:
     from conftest import build_loaded
 
     return build_loaded("qwen2", num_layers=4)
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the benchmark's docstring, with ``--vectors`` as its first option."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vectors", type=Path, default=DEFAULT_VECTORS, help="vectors artifact")
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser, smoke_help: str) -> None:
+    """``--threads``, ``--smoke`` (``smoke_help`` says what it shrinks) and ``--tiny``."""
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    parser.add_argument(
+        "--tiny", action="store_true", help="random 4-layer test model instead of the default"
+    )
+
+
+def load_model_and_vectors(args: argparse.Namespace) -> tuple[LoadedModel, EmotionVectors]:
+    """Torch set to ``--threads``, the model (``--tiny``) and ``--vectors`` loaded, both named.
+
+    The two lines printed say what was measured: the model with its size, device and threads,
+    and whether the vectors are an artifact or random stand-ins.
+    """
+    torch.set_num_threads(args.threads)
+    model = load_bench_model(args.tiny)
+    vectors, label = bench_vectors(model, args.vectors, args.tiny)
+    where = f"{model.num_layers} layers, {model.device}, {args.threads} threads"
+    print(f"model: {model.name} ({where})")
+    print(f"vectors: {label}")
+    return model, vectors
 
 
 def _residual_norms(model: LoadedModel, layers: list[int]) -> torch.Tensor:

@@ -27,8 +27,6 @@ a CPU batching it gains little. The ratio therefore grows with ``--max-new-token
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -36,13 +34,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from _common import (
-    DEFAULT_VECTORS,
-    bench_vectors,
+    add_run_options,
+    bench_parser,
     fixed_length,
     interleaved,
-    load_bench_model,
+    load_model_and_vectors,
     paired_ratio,
     print_table,
 )
@@ -86,33 +83,22 @@ def phase_clock(seconds: dict[str, dict[str, float]], current: list[str]) -> Ite
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--vectors", type=Path, default=DEFAULT_VECTORS, help="vectors artifact")
+    parser = bench_parser(__doc__)
     parser.add_argument("--tasks", type=int, default=8, help="impossible tasks, one rollout each")
     parser.add_argument("--batch-size", type=int, default=8, help="batched variant's batch")
     parser.add_argument("--max-attempts", type=int, default=2, help="replies per rollout")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="forced reply length")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     parser.add_argument("--reps", type=int, default=2, help="timed repetitions per variant")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
         "--natural-length", action="store_true", help="let replies stop at EOS (not forced)"
     )
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes: 2 tasks, 1 attempt, 4 tokens, 1 rep"
-    )
-    parser.add_argument(
-        "--tiny", action="store_true", help="random 4-layer test model instead of the default"
-    )
+    add_run_options(parser, "tiny sizes: 2 tasks, 1 attempt, 4 tokens, 1 rep")
     args = parser.parse_args()
     if args.smoke:
         args.tasks, args.batch_size, args.max_attempts = 2, 2, 1
         args.max_new_tokens, args.reps = 4, 1
-    torch.set_num_threads(args.threads)
-    model = load_bench_model(args.tiny)
-    vectors, label = bench_vectors(model, args.vectors, args.tiny)
+    model, vectors = load_model_and_vectors(args)
     tasks = load_tasks(solvable=False)[: args.tasks]
     options = {
         "max_new_tokens": args.max_new_tokens,
@@ -133,9 +119,6 @@ def main() -> None:
         )  # fmt: skip
         runs_done[name].append(results[SETTING])
 
-    where = f"{model.num_layers} layers, {model.device}, {args.threads} threads"
-    print(f"model: {model.name} ({where})")
-    print(f"vectors: {label}")
     print(
         f"rollouts: {len(tasks)} impossible tasks x 1 seed, <= {args.max_attempts} attempts, "
         f"{args.max_new_tokens} new tokens per reply"

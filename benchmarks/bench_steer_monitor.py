@@ -27,19 +27,16 @@ steering and monitoring does not depend on what the vectors contain.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-from pathlib import Path
 
 import torch
 from _common import (
-    DEFAULT_VECTORS,
-    bench_vectors,
+    add_run_options,
+    bench_parser,
     count_forwards,
     fixed_length,
     interleaved,
-    load_bench_model,
+    load_model_and_vectors,
     paired_ratio,
     print_table,
 )
@@ -60,12 +57,14 @@ PROMPT = [
 ]
 
 
-def _row(measure: str, unit: str, base: float, ours: float, ratio: float, goal: float) -> dict:
+def _row(measure: str, tokens: int, baseline: list[float], ours: list[float], goal: float) -> dict:
+    """The table row of tokens/s for ``baseline`` and ``ours`` (seconds per repetition)."""
+    ratio = paired_ratio(baseline, ours)
     overhead = 1 / ratio - 1
     return {
         "measure": measure,
-        "baseline": f"{base:.1f} {unit}",
-        "affectlens": f"{ours:.1f} {unit}",
+        "baseline": f"{tokens / statistics.median(baseline):.1f} tok/s",
+        "affectlens": f"{tokens / statistics.median(ours):.1f} tok/s",
         "ratio": f"{ratio:.3f} (overhead {overhead:+.1%})",
         "goal": f"overhead <= {goal:.0%}",
         "result": "pass" if overhead <= goal else "FAIL",
@@ -104,12 +103,7 @@ def bench_steering(model, vectors, args) -> dict:
         f"each), {args.reps} interleaved reps"
     )
     return _row(
-        "generate tokens/s (steered vs plain)",
-        "tok/s",
-        tokens / statistics.median(times["plain"]),
-        tokens / statistics.median(times["steered"]),
-        paired_ratio(times["plain"], times["steered"]),
-        0.03,
+        "generate tokens/s (steered vs plain)", tokens, times["plain"], times["steered"], 0.03
     )
 
 
@@ -145,20 +139,12 @@ def bench_monitoring(model, vectors, args) -> dict:
         f"{args.reps} interleaved reps"
     )
     return _row(
-        "monitor tokens/s (monitor_batch vs bare)",
-        "tok/s",
-        tokens / statistics.median(times["bare"]),
-        tokens / statistics.median(times["monitor"]),
-        paired_ratio(times["bare"], times["monitor"]),
-        0.05,
+        "monitor tokens/s (monitor_batch vs bare)", tokens, times["bare"], times["monitor"], 0.05
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--vectors", type=Path, default=DEFAULT_VECTORS, help="vectors artifact")
+    parser = bench_parser(__doc__)
     parser.add_argument("--reps", type=int, default=8, help="timed repetitions per variant")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="forced reply length")
     parser.add_argument("--gen-batch", type=int, default=1, help="prompts per generate call")
@@ -167,24 +153,13 @@ def main() -> None:
     parser.add_argument("--layer", type=int, help="steered layer (default: artifact's)")
     parser.add_argument("--texts", type=int, default=8, help="stories in the monitored batch")
     parser.add_argument("--max-chars", type=int, default=0, help="truncate stories (0: no)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-steer", action="store_true")
     parser.add_argument("--skip-monitor", action="store_true")
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes: 4 tokens, 1 rep, 2 short texts"
-    )
-    parser.add_argument(
-        "--tiny", action="store_true", help="random 4-layer test model instead of the default"
-    )
+    add_run_options(parser, "tiny sizes: 4 tokens, 1 rep, 2 short texts")
     args = parser.parse_args()
     if args.smoke:
         args.reps, args.max_new_tokens, args.texts, args.max_chars = 1, 4, 2, 200
-    torch.set_num_threads(args.threads)
-    model = load_bench_model(args.tiny)
-    vectors, label = bench_vectors(model, args.vectors, args.tiny)
-    where = f"{model.num_layers} layers, {model.device}, {args.threads} threads"
-    print(f"model: {model.name} ({where})")
-    print(f"vectors: {label}")
+    model, vectors = load_model_and_vectors(args)
     rows = []
     if not args.skip_steer:
         rows.append(bench_steering(model, vectors, args))
