@@ -147,33 +147,34 @@ def main() -> None:
             }
         )
 
+    def compare(measure: str, runs: dict, tokens: int, goal: float) -> None:
+        """Time the two ``runs`` (baseline first) interleaved; a row of their tokens/s."""
+        times = interleaved(runs, reps)
+        base, ours = runs
+        ratio = paired_ratio(times[base], times[ours])
+        row(
+            measure,
+            f"{_tokens_per_s(times[base], tokens):.1f}",
+            f"{_tokens_per_s(times[ours], tokens):.1f}",
+            ratio,
+            f">= {goal:.2f}x",
+            ratio >= goal,
+        )
+
     one = _request(model, 0, new_tokens)
-    times = interleaved(
-        {"hf": lambda: _hf_generate(model, one, new_tokens), "engine": lambda: engine.run([one])},
-        reps,
-    )
-    ratio = paired_ratio(times["hf"], times["engine"])
-    row(
+    compare(
         "1 stream: engine vs HF generate, tokens/s (",
-        f"{_tokens_per_s(times['hf'], new_tokens):.1f}",
-        f"{_tokens_per_s(times['engine'], new_tokens):.1f}",
-        ratio,
-        ">= 0.97x",
-        ratio >= 0.97,
+        {"hf": lambda: _hf_generate(model, one, new_tokens), "engine": lambda: engine.run([one])},
+        new_tokens,
+        0.97,
     )
 
     reading = _request(model, 0, new_tokens, readouts=ReadoutSpec(layers=(layer,)))
-    times = interleaved(
-        {"plain": lambda: engine.run([one]), "read": lambda: engine.run([reading])}, reps
-    )
-    ratio = paired_ratio(times["plain"], times["read"])
-    row(
+    compare(
         "1 stream: 171 readouts vs none, tokens/s (",
-        f"{_tokens_per_s(times['plain'], new_tokens):.1f}",
-        f"{_tokens_per_s(times['read'], new_tokens):.1f}",
-        ratio,
-        ">= 0.97x",
-        ratio >= 0.97,
+        {"plain": lambda: engine.run([one]), "read": lambda: engine.run([reading])},
+        new_tokens,
+        0.97,
     )
 
     unsteered = [_request(model, i, new_tokens) for i in range(8)]
@@ -186,17 +187,11 @@ def main() -> None:
         )
         for i in range(8)
     ]
-    times = interleaved(
-        {"plain": lambda: engine.run(unsteered), "steered": lambda: engine.run(steered)}, reps
-    )
-    ratio = paired_ratio(times["plain"], times["steered"])
-    row(
+    compare(
         "8 requests: 8 steering settings vs unsteered, tokens/s (",
-        f"{_tokens_per_s(times['plain'], 8 * new_tokens):.1f}",
-        f"{_tokens_per_s(times['steered'], 8 * new_tokens):.1f}",
-        ratio,
-        ">= 0.95x",
-        ratio >= 0.95,
+        {"plain": lambda: engine.run(unsteered), "steered": lambda: engine.run(steered)},
+        8 * new_tokens,
+        0.95,
     )
 
     times = interleaved(
@@ -229,17 +224,11 @@ def main() -> None:
     read = ReadoutSpec(emotions=tuple(EMOTIONS), layers=(layer,))
     free = [_request(model, i, new_tokens, readouts=read) for i in range(8)]
     guarded = [_request(model, i, new_tokens, readouts=read, guardrail=policy) for i in range(8)]
-    times = interleaved(
-        {"free": lambda: engine.run(free), "guarded": lambda: engine.run(guarded)}, reps
-    )
-    ratio = paired_ratio(times["free"], times["guarded"])
-    row(
+    compare(
         "8 requests: 3-rule guardrail vs none, tokens/s (",
-        f"{_tokens_per_s(times['free'], 8 * new_tokens):.1f}",
-        f"{_tokens_per_s(times['guarded'], 8 * new_tokens):.1f}",
-        ratio,
-        ">= 0.98x",
-        ratio >= 0.98,
+        {"free": lambda: engine.run(free), "guarded": lambda: engine.run(guarded)},
+        8 * new_tokens,
+        0.98,
     )
     print_table(rows)
 
