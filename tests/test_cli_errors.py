@@ -121,6 +121,20 @@ def test_good_extraction_on_a_model_folder(emo_model_dir, inputs, out, tmp_path,
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no .ckpt or .partial
 
 
+@pytest.mark.parametrize(
+    ("extra", "method"),
+    [([], "from2/nv0.5/within@0.5"), (["--whiten", "none"], "from2/nv0.5/none"),
+     (["--whiten-shrinkage", "0.25"], "from2/nv0.5/within@0.25")],
+)  # fmt: skip
+def test_whitening_options_reach_the_provenance(emo_model_dir, inputs, out, extra, method):
+    _, corpus, neutral = inputs
+    argv = extract_argv(emo_model_dir, corpus, neutral, out, "--layers", "1", "--no-calibrate")
+    assert main([*argv, *extra]) == 0
+    provenance = EmotionVectors.load(out).provenance
+    assert provenance["method"] == method
+    assert provenance["settings"]["whiten"] == method.split("/")[-1].split("@")[0]
+
+
 def test_a_kill_during_calibration_keeps_the_extraction_and_resume_starts_there(
     emo_model_dir, inputs, out, monkeypatch, capsys
 ):
@@ -239,6 +253,8 @@ def test_bad_neutral_corpus(emo_model_dir, inputs, out, tmp_path, capsys, conten
         (["--start-token", "-1"], "--start-token must be at least 0"),
         (["--neutral-variance", "0"], "--neutral-variance must be in (0, 1]"),
         (["--neutral-variance", "1.5"], "--neutral-variance must be in (0, 1]"),
+        (["--whiten-shrinkage", "-0.5"], "--whiten-shrinkage must be in [0, 1]"),
+        (["--whiten-shrinkage", "2"], "--whiten-shrinkage must be in [0, 1]"),
     ],
 )
 def test_bad_extract_options(emo_model_dir, inputs, out, tmp_path, capsys, extra, message):

@@ -84,7 +84,7 @@ def test_extract_shapes_unit_norm_and_neutral_projection(family, corpus):
 
 def test_vectors_are_centred_differences_of_raw_means(emo_model, corpus):
     stories, neutral = corpus
-    settings = ExtractionSettings(start_token=3, batch_size=4, layers=(1,))
+    settings = ExtractionSettings(start_token=3, batch_size=4, layers=(1,), whiten="none")
     result = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
     assert result.layers == [1]
     raw = result.raw_means[:, 0]
@@ -140,11 +140,12 @@ def test_project_out_removes_span():
     torch.testing.assert_close(project_out(cleaned, components), cleaned)
 
 
+@pytest.mark.parametrize("whiten", ["within", "none"])
 def test_resume_after_interruption_gives_identical_vectors(
-    emo_model, corpus, tmp_path, monkeypatch
+    emo_model, corpus, tmp_path, monkeypatch, whiten
 ):
     stories, neutral = corpus
-    settings = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1)
+    settings = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1, whiten=whiten)
     reference = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
     story_batches = len(
         make_batches(emo_model, [s.text for s in stories if s.split == "train"], settings)
@@ -169,6 +170,9 @@ def test_resume_after_interruption_gives_identical_vectors(
     assert checkpoint.exists()
     with safe_open(str(checkpoint), framework="pt") as handle:  # safetensors, no pickle
         assert handle.metadata()["batches_done"] == "2"
+        names = list(handle.keys())
+    # the within-emotion scatter is checkpointed with the other reducers
+    assert ("scatter.outer" in names) == (whiten == "within")
 
     counted = {"n": 0}
 
@@ -191,6 +195,8 @@ def test_resume_after_interruption_gives_identical_vectors(
     assert torch.equal(resumed.vectors, reference.vectors)
     assert torch.equal(resumed.raw_means, reference.raw_means)
     assert torch.equal(resumed.residual_norms, reference.residual_norms)
+    for layer, pcs in reference.neutral_pcs.items():
+        assert torch.equal(resumed.neutral_pcs[layer], pcs)
     # kept until the calibrated artifact is on disk (the CLI removes it then)
     assert checkpoint.exists()
     assert not (tmp_path / "ck.pt.partial").exists()

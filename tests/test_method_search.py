@@ -13,7 +13,6 @@ from affectlens.experiments.method_search import (
     build_vectors,
     capture_poolings,
     choose,
-    inverse_sqrt,
     load_captures,
     method_vectors,
     paired_test,
@@ -22,11 +21,10 @@ from affectlens.experiments.method_search import (
     raw_space_artifact,
     score_method,
     search,
-    shrunk_covariance,
-    within_residuals,
 )
 from affectlens.extract import ExtractionSettings, text_means
 from affectlens.validation.transfer import TransferText
+from affectlens.whitening import inverse_sqrt, shrunk_covariance, within_residuals
 
 
 def _mask(lengths, width):

@@ -1,10 +1,21 @@
-"""Extracting emotion vectors from a story corpus (the paper's method).
+"""Extracting emotion vectors from a story corpus.
 
 Per layer: the mean residual activation over each story's tokens (from ``start_token`` on,
 outlier tokens dropped), averaged per emotion, minus the mean over all emotions, with the
 top principal components of neutral text (enough for ``neutral_variance`` of its variance)
-projected out, then unit-normalised. Story batches are bucketed by length, reductions stream,
-and the reducer state is checkpointed so an interrupted run resumes to the identical result.
+projected out, then unit-normalised: the paper's method, ``whiten="none"``.
+
+The default, ``whiten="within"`` (chosen by the method search of
+:mod:`affectlens.experiments.method_search` for transfer out of the story genre), runs those
+steps in whitened coordinates: story and neutral means are mapped through ``W = C^-1/2`` of
+the within-emotion covariance ``C`` of the story means, shrunk by ``whiten_shrinkage``
+towards its mean variance (:mod:`affectlens.whitening`), giving ``v_e``; the artifact holds
+the residual-stream directions ``unit(W v_e)``, which the ordinary cosine readout, steering
+and monitoring use unchanged.
+
+Story batches are bucketed by length, reductions (including the within-emotion scatter)
+stream, and the reducer state is checkpointed so an interrupted run resumes to the identical
+result.
 """
 
 from __future__ import annotations
@@ -28,13 +39,18 @@ from affectlens.masks import outlier_mask, position_mask
 from affectlens.models.chat import encode, format_chat
 from affectlens.models.loading import LoadedModel
 from affectlens.progress import token_progress
-from affectlens.reducers import GroupMeanReducer, ScalarMeanReducer
+from affectlens.reducers import GroupMeanReducer, ScalarMeanReducer, ScatterReducer
 from affectlens.vectors import EmotionVectors, model_provenance
+from affectlens.whitening import check_whitening, inverse_sqrt, shrink
 
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    """Knobs of the extraction; all are recorded in the artifact's provenance."""
+    """Knobs of the extraction; all are recorded in the artifact's provenance.
+
+    ``whiten`` is ``"within"`` (whiten by the within-emotion covariance of the story means,
+    shrunk by ``whiten_shrinkage`` in [0, 1]) or ``"none"`` (the method before whitening).
+    """
 
     layers: tuple[int, ...] | None = None
     start_token: int = 20
@@ -45,6 +61,25 @@ class ExtractionSettings:
     min_stories: int = 2
     max_tokens: int = 512
     checkpoint_every: int = 20
+    whiten: str = "within"
+    whiten_shrinkage: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_whitening(self.whiten, self.whiten_shrinkage)
+
+    @property
+    def method(self) -> str:
+        """The method's short label, e.g. ``from20/nv0.5/within@0.5`` (see :func:`method_label`)."""
+        return method_label(
+            f"from{self.start_token}", self.neutral_variance, self.whiten, self.whiten_shrinkage
+        )
+
+
+def method_label(pooling: str, neutral_variance: float, whiten: str, shrinkage: float) -> str:
+    """``pooling/nv<share>/<whitening>``, e.g. ``from20/nv0.5/within@0.5`` or
+    ``from20/nv0.5/none``: how provenance and the method search name a method."""
+    white = "none" if whiten == "none" else f"{whiten}@{shrinkage:g}"
+    return f"{pooling}/nv{neutral_variance:g}/{white}"
 
 
 @dataclass(frozen=True)
@@ -295,9 +330,12 @@ def extract_vectors(
 
     story_means = GroupMeanReducer(emotions, len(layers), model.hidden_size)
     norms = ScalarMeanReducer(len(layers))
+    reducers: dict = {"means": story_means, "norms": norms}
+    scatter = None
+    if settings.whiten == "within":
+        scatter = reducers["scatter"] = ScatterReducer(len(layers), model.hidden_size)
     identity = {"corpus": fingerprint, "settings": asdict(settings), "layers": layers}
     done = 0
-    reducers = {"means": story_means, "norms": norms}
     if checkpoint is not None and resume and checkpoint.exists():
         done = _load_checkpoint(checkpoint, identity, reducers)
 
@@ -305,6 +343,8 @@ def extract_vectors(
     for batch, means, norm_sums, counts in stream:
         story_means.add(group_of[batch.items], means)
         norms.add(norm_sums, counts)
+        if scatter is not None:
+            scatter.add(means)
         done += 1
         if checkpoint is not None and (
             done % settings.checkpoint_every == 0 or done == len(batches)
@@ -324,9 +364,25 @@ def extract_vectors(
     vectors = torch.empty_like(centred)
     pcs: dict[int, torch.Tensor] = {}
     for column, layer in enumerate(layers):
-        pcs[layer] = neutral_components(neutral_means[:, column], settings.neutral_variance)
-        cleaned = project_out(centred[:, column], pcs[layer])
-        vectors[:, column] = cleaned / cleaned.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        if scatter is None:
+            pcs[layer] = neutral_components(neutral_means[:, column], settings.neutral_variance)
+            cleaned = project_out(centred[:, column], pcs[layer])
+            vectors[:, column] = cleaned / cleaned.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        else:
+            try:
+                white = within_whitener(scatter, story_means, column, settings.whiten_shrinkage)
+            except AffectlensError:
+                raise AffectlensError(
+                    f"the within-emotion covariance at layer {layer} is singular "
+                    f"({len(used)} stories, hidden size {model.hidden_size}): use a whitening "
+                    "shrinkage above 0"
+                ) from None
+            vectors[:, column], pcs[layer] = whitened_vectors(
+                story_means.sums[:, column] / story_means.counts[:, None],
+                neutral_means[:, column],
+                white,
+                settings.neutral_variance,
+            )
     return EmotionVectors(
         emotions=emotions,
         layers=layers,
@@ -340,5 +396,42 @@ def extract_vectors(
             "stories_per_emotion": {e: len(g) for e, g in grouped.items()},
             "neutral_passages": len(neutral),
             "settings": asdict(settings),
+            "method": settings.method,
         },
     )
+
+
+def within_whitener(
+    scatter: ScatterReducer, groups: GroupMeanReducer, column: int, shrinkage: float
+) -> torch.Tensor:
+    """``W = C^-1/2`` (float64) of the shrunk within-emotion covariance of the story means at
+    one layer column (the scatter over ``n - 1``, as
+    :func:`affectlens.whitening.shrunk_covariance` of the within residuals gives it); a
+    singular covariance is refused (:func:`affectlens.whitening.inverse_sqrt`)."""
+    cov = scatter.within(column, groups) / max(int(scatter.count) - 1, 1)
+    return inverse_sqrt(shrink(cov, shrinkage))
+
+
+def whitened_vectors(
+    means: torch.Tensor, neutral: torch.Tensor, white: torch.Tensor, share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit residual-stream directions [emotion, hidden] of the whitened method at one layer,
+    and the orthonormal residual-stream directions [k, hidden] they are orthogonal to.
+
+    ``means`` [emotion, hidden] (per-emotion story means) and ``neutral`` [passage, hidden]
+    are mapped through the symmetric ``white`` (``W``); there the means are centred, the
+    neutral PCs explaining ``share`` of the variance (``U``) projected out and the result
+    unit-normalised (``v_e``); the directions are ``unit(W v_e)``. As ``W v_e . W^-1 u = v_e . u
+    = 0``, they are orthogonal to the span of ``W^-1 U``, returned orthonormalised: the
+    residual-stream counterpart of the neutral PCs the unwhitened method projects out.
+    """
+    white = white.double()
+    mapped = means.double() @ white
+    centred = mapped - mapped.mean(dim=0, keepdim=True)
+    components = neutral_components(neutral.double() @ white, share).double()
+    cleaned = project_out(centred, components)
+    units = cleaned / cleaned.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    directions = units @ white
+    directions = directions / directions.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    basis, _ = torch.linalg.qr(torch.linalg.solve(white, components.T))
+    return directions.float(), basis.T.float()

@@ -37,6 +37,7 @@ from affectlens.extract import (
 from affectlens.models.loading import pack_is_cached
 from affectlens.models.packs import DEFAULT_PACK, PACKS, cache_root, install_command
 from affectlens.vectors import EmotionVectors
+from affectlens.whitening import WHITENINGS
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=0.5,
         help="share of neutral-text variance whose directions are projected out, in (0, 1]",
+    )
+    extract.add_argument(
+        "--whiten",
+        choices=WHITENINGS,
+        default="within",
+        help="within (default): whiten by the within-emotion covariance of the story means, "
+        "which transfers better out of the story genre; none: the unwhitened method of "
+        "artifacts made before whitening",
+    )
+    extract.add_argument(
+        "--whiten-shrinkage",
+        type=float,
+        default=0.5,
+        help="with --whiten within: share, in [0, 1], of that covariance replaced by its mean "
+        "variance (0: none, singular when stories are fewer than hidden dimensions)",
     )
     extract.add_argument(
         "--checkpoint-every", type=int, default=20, help="batches between checkpoints"
@@ -121,6 +137,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise AffectlensError(f"{flag} must be at least {low}")
     if not 0 < args.neutral_variance <= 1:
         raise AffectlensError("--neutral-variance must be in (0, 1]")
+    if not 0 <= args.whiten_shrinkage <= 1:
+        raise AffectlensError("--whiten-shrinkage must be in [0, 1]")
 
 
 def _resumable_extraction(args, model, stories, neutral, settings, checkpoint, extracted):
@@ -181,6 +199,8 @@ def _extract(args: argparse.Namespace) -> int:
         start_token=args.start_token,
         neutral_variance=args.neutral_variance,
         checkpoint_every=args.checkpoint_every,
+        whiten=args.whiten,
+        whiten_shrinkage=args.whiten_shrinkage,
     )
     select_training_stories(stories, settings)  # a thin or test-only corpus fails before loading
     neutral = _scaled_neutral(args, neutral, stories, settings)

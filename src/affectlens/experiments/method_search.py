@@ -10,7 +10,9 @@ of :mod:`affectlens.validation.transfer_score` and the held-out classifier of
 
 Whitening is done by mapping every activation through ``W = C^-1/2`` of a shrunk covariance
 ``(1 - a) C + a (tr C / d) I`` (of the neutral passages' means, or of the story means minus
-their emotion's mean) and running the ordinary method in the whitened coordinates.
+their emotion's mean; :mod:`affectlens.whitening`) and running the ordinary method in the
+whitened coordinates. The winner, ``from20/nv0.5/within@0.5``, is now extraction's default
+(:mod:`affectlens.extract`, in its residual-stream form :func:`raw_space_artifact`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from safetensors.torch import save_file
 
 from affectlens.capture import capture_residuals, run_captured
 from affectlens.errors import AffectlensError
-from affectlens.extract import ExtractionSettings, make_batches
+from affectlens.extract import ExtractionSettings, make_batches, method_label
 from affectlens.masks import outlier_mask, position_mask
 from affectlens.models.chat import encode
 from affectlens.models.loading import LoadedModel
 from affectlens.progress import token_progress
+from affectlens.whitening import inverse_sqrt, shrunk_covariance, within_residuals
 
 POOLINGS = ("from20", "from50", "last_third", "all", "last")
 """``fromN``: tokens from index N on (``from20`` is the shipped method); ``last_third``: the
@@ -171,9 +174,8 @@ class Method:
 
     @property
     def name(self) -> str:
-        """A short label, e.g. ``from20/nv0.5/within@0.1``."""
-        white = "none" if self.whiten == "none" else f"{self.whiten}@{self.shrinkage:g}"
-        return f"{self.pooling}/nv{self.neutral_variance:g}/{white}"
+        """A short label, e.g. ``from20/nv0.5/within@0.1`` (as extraction's provenance)."""
+        return method_label(self.pooling, self.neutral_variance, self.whiten, self.shrinkage)
 
 
 Progress = Callable[[int, int], None]
@@ -186,7 +188,8 @@ WHITENINGS = (
 """Shrinkage runs to the mean variance, which a few massive residual dimensions dominate, so
 even 0.1 floors most directions far above their own variance: the grid starts at 0.01."""
 SHIPPED = Method()
-"""The shipped method: mean from token 20, outliers dropped, half the neutral variance out."""
+"""The method shipped when the search ran (extraction's ``whiten="none"`` now): mean from token
+20, outliers dropped, half the neutral variance out."""
 
 SELECTION_RULE = (
     "Winner: the (method, layer) with the highest mean over the four forms of 6-way basic "
@@ -205,31 +208,6 @@ def candidate_methods() -> list[Method]:
         for share in NEUTRAL_SHARES
         for white, shrink in WHITENINGS
     ]
-
-
-def shrunk_covariance(rows: torch.Tensor, shrinkage: float) -> torch.Tensor:
-    """``(1 - a) C + a (tr C / d) I`` of the rows' covariance ``C`` (float64)."""
-    x = rows.double() - rows.double().mean(dim=0)
-    cov = x.T @ x / max(len(rows) - 1, 1)
-    scale = torch.trace(cov) / cov.shape[0]
-    return (1 - shrinkage) * cov + shrinkage * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
-
-
-def inverse_sqrt(cov: torch.Tensor) -> torch.Tensor:
-    """The symmetric ``C^-1/2`` of a positive-definite ``cov``; refuses a singular one."""
-    values, vectors = torch.linalg.eigh(cov.double())
-    if values.min() <= values.max() * 1e-12:
-        raise AffectlensError("covariance is singular: use a shrinkage above 0")
-    return (vectors * values.rsqrt()) @ vectors.T
-
-
-def within_residuals(rows: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Each row minus its group's mean (the within-emotion scatter of story means)."""
-    out = rows.double().clone()
-    for group in groups.unique():
-        members = groups == group
-        out[members] -= out[members].mean(dim=0)
-    return out
 
 
 def build_vectors(
