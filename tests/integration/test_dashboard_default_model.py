@@ -21,7 +21,8 @@ import time
 import httpx
 import pytest
 
-from web.dashboard_harness import browser, free_port, open_page, require_browser, send_chat
+from live_server import free_port
+from web.dashboard_harness import browser, open_page, require_browser, send_chat
 
 pytestmark = pytest.mark.integration
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import uvicorn
 from fastapi import FastAPI
 
 from affectlens.engine import Engine
 from affectlens.serve.app import ServerSettings, create_app
 from affectlens.vectors import EmotionVectors
+from live_server import uvicorn_serving
 
 
 @dataclass
@@ -38,28 +35,13 @@ class Running:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serving(model, vectors: EmotionVectors, settings: ServerSettings) -> Iterator[Running]:
     """Start the engine and uvicorn on 127.0.0.1; stop both on exit."""
     engine = Engine(model, vectors).start()
     app = create_app(engine, vectors, settings)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
     try:
-        while not server.started:
-            assert thread.is_alive() and time.time() < deadline, "server did not start"
-            time.sleep(0.05)
-        yield Running(f"http://127.0.0.1:{port}", app, engine, vectors)
+        with uvicorn_serving(app) as url:
+            yield Running(url, app, engine, vectors)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.close()

@@ -12,9 +12,7 @@ import csv
 import json
 import math
 import os
-import socket
 import sqlite3
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -23,7 +21,6 @@ import httpx
 import openai
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from affectlens.cli import main
 from affectlens.engine import Engine
@@ -33,6 +30,7 @@ from affectlens.serve.app import ServerSettings, create_app
 from affectlens.serve.audit import AuditRecord, AuditStore, RequestFilter, database_url
 from affectlens.serve.audit_schema import SCHEMA_VERSION
 from conftest import build_emotion_vectors, build_loaded
+from live_server import free_port, uvicorn_serving
 
 KEY = "audit-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -75,12 +73,6 @@ def fresh_database(backend: str, folder):
         admin.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serving(store: AuditStore | None):
     """The tiny model served on loopback with ``store``; yields (base URL, app, engine)."""
@@ -92,19 +84,10 @@ def serving(store: AuditStore | None):
         policies={"always": GuardrailPolicy.from_dict(ALWAYS)}, metric_emotions=("afraid",),
     )  # fmt: skip
     app = create_app(engine, vectors, settings, store)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", app, engine, vectors
+        with uvicorn_serving(app) as url:
+            yield url, app, engine, vectors
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.close()
 
 
@@ -593,7 +576,7 @@ def test_serve_refuses_an_unreachable_database_in_one_line_with_the_password_mas
     tmp_path, capsys
 ):
     vectors = build_emotion_vectors(build_loaded("llama", 2)).save(tmp_path / "v.safetensors")
-    url = f"postgresql://auditor:s3cret@127.0.0.1:{_free_port()}/audit"
+    url = f"postgresql://auditor:s3cret@127.0.0.1:{free_port()}/audit"
     assert main(["serve", "--vectors", str(vectors), "--db", url]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: cannot open the audit store")

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from loopback import free_port, serving
+from loopback import serving
 
 from affectlens.backends import OpenAICompatible
 from affectlens.cli import main
@@ -14,6 +14,7 @@ from affectlens.engine import GenerationRequest, SamplingParams
 from affectlens.errors import AffectlensError
 from affectlens.serve.app import ServerSettings
 from conftest import build_emotion_vectors, build_loaded
+from live_server import free_port
 
 KEY = "backend-key"
 PROMPTS = [

@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from affectlens.cli import main
 from affectlens.engine import Engine
 from affectlens.guardrails import GuardrailPolicy
 from affectlens.serve.app import ServerSettings, create_app
 from conftest import build_emotion_vectors, build_loaded
+from live_server import uvicorn_serving
 
 KEY = "test-key-123"
 ALWAYS = {
@@ -31,12 +29,6 @@ ALWAYS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     model = build_loaded("llama", 3)
@@ -46,19 +38,8 @@ def server():
         model_name="tiny", api_key=KEY, units="raw", max_body_bytes=20_000,
         policies={"always": GuardrailPolicy.from_dict(ALWAYS)}, metric_emotions=("afraid",),
     )  # fmt: skip
-    port = _free_port()
-    config = uvicorn.Config(create_app(engine, vectors, settings), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not instance.started:
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", engine, vectors
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_serving(create_app(engine, vectors, settings)) as url:
+        yield url, engine, vectors
     engine.close()
 
 

@@ -24,7 +24,8 @@ from affectlens.serve.audit import AuditStore
 from affectlens.vectors import EmotionVectors
 from affectlens.web import mount_dashboard
 from conftest import EMO_EMOTIONS, build_emotion_vectors
-from web.dashboard_harness import browser, enter_key, open_page, require_browser, send_chat, serving
+from live_server import uvicorn_serving
+from web.dashboard_harness import browser, enter_key, open_page, require_browser, send_chat
 
 KEY = "dash-key-42"
 ALWAYS = {
@@ -74,7 +75,7 @@ def server(artifact, emo_model, tmp_path_factory):
     )  # fmt: skip
     app = create_app(engine, vectors, settings, audit=audit)
     mount_dashboard(app, artifact)
-    with serving(app) as base:
+    with uvicorn_serving(app) as base:
         yield base, vectors
     engine.close()
     audit.close()
