@@ -29,8 +29,14 @@ from affectlens.validation.geometry import (
     pearson_fisher,
     valence_by_layer,
 )
-from affectlens.validation.stability import split_half_cosines, split_halves, summarise
+from affectlens.validation.stability import (
+    half_vectors,
+    split_half_cosines,
+    split_halves,
+    summarise,
+)
 from affectlens.vectors import EmotionVectors
+from affectlens.whitening import inverse_sqrt, shrunk_covariance, within_residuals
 
 WARRINER = Path(__file__).resolve().parents[2] / "shared" / "data" / "Ratings_Warriner_et_al.csv"
 
@@ -322,6 +328,96 @@ def test_split_half_projects_out_neutral_components():
 def test_split_half_needs_two_emotions():
     with pytest.raises(AffectlensError, match="two train stories"):
         split_half_cosines(torch.zeros(3, 4), [0, 0, 1])
+
+
+def _stories_with_pcs(seed: int = 0):
+    """[54, 40] story means of 6 emotions (9 each) and an orthonormal 3-row neutral basis."""
+    g = torch.Generator().manual_seed(seed)
+    labels = np.repeat(np.arange(6), 9)
+    acts = 3 * torch.randn(54, 40, generator=g) + 1
+    pcs = torch.linalg.qr(torch.randn(40, 3, generator=g))[0].T
+    return acts, labels, pcs
+
+
+def test_unwhitened_halves_are_the_method_before_whitening():
+    """``whiten="none"`` is the earlier computation: stability's torch loop bit for bit, and
+    cross-half's numpy loop to rounding."""
+    acts, labels, pcs = _stories_with_pcs()
+    first, second = split_halves(labels, seed=4)
+    halves = []
+    for mask in (first, second):
+        a = acts.double().numpy()
+        means = np.stack([a[mask & (labels == e)].mean(axis=0) for e in range(6)])
+        centred = means - means.mean(axis=0, keepdims=True)
+        p = pcs.double().numpy()
+        centred = centred - (centred @ p.T) @ p
+        halves.append(centred / np.linalg.norm(centred, axis=1, keepdims=True))
+    a, b, present = half_vectors(acts, labels, neutral_pcs=pcs, seed=4, whiten="none")
+    assert present == list(range(6))
+    np.testing.assert_allclose(a.numpy(), halves[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.numpy(), halves[1], rtol=0, atol=1e-12)
+    torch_halves = []
+    for mask in (first, second):
+        x = acts.double()
+        means = torch.stack(
+            [x[torch.from_numpy(mask & (labels == e))].mean(dim=0) for e in range(6)]
+        )
+        centred = means - means.mean(dim=0, keepdim=True)
+        centred = centred - (centred @ pcs.double().T) @ pcs.double()
+        torch_halves.append(centred / centred.norm(dim=-1, keepdim=True).clamp(min=1e-12))
+    old = dict(enumerate(((torch_halves[0] * torch_halves[1]).sum(dim=-1)).tolist()))
+    assert split_half_cosines(acts, labels, neutral_pcs=pcs, seed=4) == old
+    assert split_half_cosines(acts, labels, neutral_pcs=pcs, seed=4, whiten="none") == old
+
+
+def test_within_halves_apply_the_half_covariance_inverse_then_the_neutral_basis():
+    """Per half: ``unit(P (W W c))`` with ``W = inverse_sqrt(shrunk_covariance(...))`` of the
+    half's within residuals (what :mod:`affectlens.whitening` gives extraction), ``c`` the
+    centred means and ``P`` projecting out the stored basis; hidden > stories, so the shrunk
+    covariance's identity part matters."""
+    acts, labels, pcs = _stories_with_pcs(1)
+    first, second = split_halves(labels, seed=2)
+    a, b, _ = half_vectors(acts, labels, neutral_pcs=pcs, seed=2, whiten="within", shrinkage=0.3)
+    for got, mask in ((a, first), (b, second)):
+        rows = acts.double()[torch.from_numpy(mask)]
+        groups = torch.from_numpy(labels[mask])
+        white = inverse_sqrt(shrunk_covariance(within_residuals(rows, groups), 0.3))
+        means = torch.stack([rows[groups == e].mean(dim=0) for e in range(6)])
+        direction = (means - means.mean(dim=0)) @ white @ white
+        direction = direction - (direction @ pcs.double().T) @ pcs.double()
+        expected = direction / direction.norm(dim=-1, keepdim=True)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+        assert (got @ pcs.double().T).abs().max() < 1e-6  # a float32 basis
+    unwhitened, _, _ = half_vectors(acts, labels, neutral_pcs=pcs, seed=2)
+    assert (a - unwhitened).abs().max() > 1e-3  # the whitening did something
+    with pytest.raises(AffectlensError, match="singular"):
+        half_vectors(acts, labels, seed=2, whiten="within", shrinkage=0.0)
+    with pytest.raises(AffectlensError, match="unknown whitening"):
+        half_vectors(acts, labels, whiten="between")
+
+
+def test_within_whitened_halves_agree_behind_a_huge_within_emotion_nuisance():
+    """Stories of every emotion vary hugely (sd 30) along one shared nuisance axis; the signal
+    (a unit-variance mean per emotion, orthogonal to it) is small. A half's mean of 10 stories
+    keeps nuisance noise of sd ~9.5 against signal norms ~5.6, so unwhitened halves disagree;
+    within whitening (shrinkage 0.5) deflates that axis ~30x and the halves agree."""
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        hidden, emotions, per = 32, 6, 20
+        nuisance = torch.randn(hidden, generator=g, dtype=torch.float64)
+        nuisance /= nuisance.norm()
+        signal = torch.randn(emotions, hidden, generator=g, dtype=torch.float64)
+        signal -= (signal @ nuisance)[:, None] * nuisance
+        labels = [e for e in range(emotions) for _ in range(per)]
+        noise = 0.3 * torch.randn(emotions * per, hidden, generator=g, dtype=torch.float64)
+        spread = 30 * torch.randn(emotions * per, 1, generator=g, dtype=torch.float64)
+        stories = signal[labels] + noise + spread * nuisance
+        plain = summarise(split_half_cosines(stories, labels, seed=seed), list("abcdef"))
+        within = split_half_cosines(stories, labels, seed=seed, whiten="within", shrinkage=0.5)
+        white = summarise(within, list("abcdef"))
+        assert white["mean_cosine"] > 0.95 and min(within.values()) > 0.9
+        assert plain["mean_cosine"] < 0.8
+        assert white["mean_cosine"] - plain["mean_cosine"] > 0.2
 
 
 def test_component_alignment_finds_valence_behind_a_nuisance_axis():

@@ -188,3 +188,52 @@ def test_bad_inputs_fail_with_one_line(tmp_path, artifact, capsys, emo_model_dir
     other_path = other.save(tmp_path / "other.safetensors")
     other_argv = ["validate", "--vectors", str(other_path), "--corpus", corpus]
     assert "do not fit" in _one_line_error(capsys, other_argv)
+
+
+def test_split_half_checks_follow_the_artifacts_method(tmp_path, emo_model):
+    """An artifact the extraction code whitened has its halves rebuilt whitened (same shrinkage)
+    and says so; one whose provenance predates whitening (no ``whiten``) keeps the unwhitened
+    halves."""
+    from dataclasses import asdict, replace
+
+    from affectlens.corpus.stories import NeutralPassage, load_stories
+    from affectlens.extract import ExtractionSettings, extract_vectors
+    from affectlens.validation.classification import read_activations, settings_from
+    from affectlens.validation.run import train_sample
+    from affectlens.validation.stability import split_half_cosines
+
+    stories = load_stories(_corpus(tmp_path / "s.jsonl"))
+    neutral = [
+        NeutralPassage(kind="prose", topic="t", text=f"Item {i}: a table with {i} legs.")
+        for i in range(6)
+    ]
+    settings = ExtractionSettings(start_token=2, batch_size=4, whiten_shrinkage=0.4)
+    vectors = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
+    assert vectors.provenance["settings"]["whiten"] == "within"
+    options = ValidationOptions(layer=1, clusters=2)
+    results = validate(vectors, emo_model, stories, None, options)
+    stability, cross = results["stability"], results["geometry"]["cross_half"]
+    assert stability["method"] == cross["method"] == {"whiten": "within", "shrinkage": 0.4}
+
+    sample = train_sample(stories, EMOTIONS, options.stability_stories)
+    train = read_activations(emo_model, sample, [1], settings_from(vectors))[:, 0]
+    labels = [EMOTIONS.index(s.emotion) for s in sample]
+    pcs = vectors.neutral_pcs[1]
+    white = split_half_cosines(train, labels, neutral_pcs=pcs, whiten="within", shrinkage=0.4)
+    plain = split_half_cosines(train, labels, neutral_pcs=pcs)
+    assert max(abs(white[e] - plain[e]) for e in white) > 1e-3
+    assert stability["per_emotion"] == pytest.approx({EMOTIONS[e]: c for e, c in white.items()})
+
+    old = {k: v for k, v in asdict(settings).items() if not k.startswith("whiten")}
+    vectors.provenance["settings"] = old
+    again = validate(vectors, emo_model, stories, None, options)
+    assert again["stability"]["method"] == {"whiten": "none", "shrinkage": None}
+    assert again["geometry"]["cross_half"]["method"]["whiten"] == "none"
+    assert again["stability"]["per_emotion"] == pytest.approx(
+        {EMOTIONS[e]: c for e, c in plain.items()}
+    )
+    unwhitened = extract_vectors(
+        emo_model, stories, neutral, replace(settings, whiten="none"), show_progress=False
+    )
+    recorded = validate(unwhitened, emo_model, stories, None, options)["stability"]["method"]
+    assert recorded == {"whiten": "none", "shrinkage": None}

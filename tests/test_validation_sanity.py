@@ -12,8 +12,9 @@ import torch
 
 from affectlens.cli import main
 from affectlens.validation.antonyms import antonym_cosines, positive_pairs
-from affectlens.validation.cross_half import cross_half_pca, cross_half_report, half_vectors
+from affectlens.validation.cross_half import cross_half_pca, cross_half_report
 from affectlens.validation.geometry import pca
+from affectlens.validation.stability import half_vectors
 from conftest import build_emotion_vectors
 
 # --- cross-half PCA ---
@@ -67,6 +68,7 @@ def test_cross_half_report_from_stories_recovers_the_vectors_axes():
     assert report["abs_cos_with_pca"][0] > 0.95
     assert report["best_matching_pc"][:2] == [1, 2]
     assert report["components"]["abs_pearson"][0]["valence"] > 0.9
+    assert report["method"] == {"whiten": "none", "shrinkage": None}
     first, second, present = half_vectors(stories, labels, seed=0)
     assert present == list(range(10)) and first.shape == second.shape == (10, hidden)
     assert np.linalg.norm(first, axis=1) == pytest.approx(np.ones(10))

@@ -1,8 +1,9 @@
 """Cross-half PCA: are the vectors' leading axes signal, or the noise of a few stories?
 
 The train stories of each emotion are split at random into two disjoint halves (as for
-split-half stability); each half gives per-emotion vectors made as the artifact's are
-(centred over emotions, the neutral components projected out, unit length). The principal
+split-half stability); each half gives per-emotion vectors made by the artifact's method
+(:func:`affectlens.validation.stability.half_vectors`: centred over emotions, whitened within
+emotions when the artifact is, the neutral components projected out, unit length). The principal
 axes of the symmetrised cross-covariance of the two halves, ``(A^T B + B^T A) / 2``, keep only
 variance the halves share: noise private to one half averages out, so an eigenvalue is the
 reliable variance of its axis and can be near zero or negative for a noise direction.
@@ -17,35 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from affectlens.errors import AffectlensError
 from affectlens.validation.geometry import component_alignment, pca
-from affectlens.validation.stability import split_halves
-
-
-def half_vectors(
-    activations: torch.Tensor,
-    labels: list[int] | np.ndarray,
-    *,
-    neutral_pcs: torch.Tensor | None = None,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Per-emotion unit vectors of each half, [E, H] twice, and the emotion rows they cover."""
-    labels = np.asarray(labels)
-    first, second = split_halves(labels, seed)
-    present = sorted(set(labels[first].tolist()) & set(labels[second].tolist()))
-    if len(present) < 3:
-        raise AffectlensError("cross-half PCA needs two train stories for 3+ emotions")
-    acts = activations.double().numpy()
-    halves = []
-    for mask in (first, second):
-        means = np.stack([acts[mask & (labels == e)].mean(axis=0) for e in present])
-        centred = means - means.mean(axis=0, keepdims=True)
-        if neutral_pcs is not None and neutral_pcs.numel():
-            pcs = neutral_pcs.double().numpy()
-            centred = centred - (centred @ pcs.T) @ pcs
-        norms = np.linalg.norm(centred, axis=1, keepdims=True)
-        halves.append(centred / np.maximum(norms, 1e-12))
-    return halves[0], halves[1], present
+from affectlens.validation.stability import half_vectors, method_json
 
 
 def cross_half_pca(
@@ -88,6 +62,8 @@ def cross_half_report(
     *,
     neutral_pcs: torch.Tensor | None = None,
     seed: int = 0,
+    whiten: str = "none",
+    shrinkage: float = 0.5,
     norms: dict[str, tuple[float, float]] | None = None,
     k: int = 5,
 ) -> dict:
@@ -95,14 +71,26 @@ def cross_half_report(
 
     ``train`` [story, H] and ``labels`` (rows of ``emotions``) are the train stories read at
     the layer; ``vectors`` [E, H] are the artifact's vectors there, whose ordinary PCA is the
-    reference. With ``norms`` (emotion -> (valence, arousal)), each cross-half axis's scores
-    (the artifact's vectors projected on it) get |Pearson r| with valence and arousal.
+    reference; the halves are built with the artifact's ``whiten`` / ``shrinkage``, which the
+    summary records as ``method``. With ``norms`` (emotion -> (valence, arousal)), each
+    cross-half axis's scores (the artifact's vectors projected on it) get |Pearson r| with
+    valence and arousal.
     """
-    first, second, present = half_vectors(train, labels, neutral_pcs=neutral_pcs, seed=seed)
+    first, second, present = half_vectors(
+        train,
+        labels,
+        neutral_pcs=neutral_pcs,
+        seed=seed,
+        whiten=whiten,
+        shrinkage=shrinkage,
+        min_emotions=3,
+        check="cross-half PCA",
+    )
     reference = pca(vectors, k=10).components
-    summary, axes = cross_half_pca(first, second, reference, k=k)
+    summary, axes = cross_half_pca(first.numpy(), second.numpy(), reference, k=k)
     summary["emotions_in_both_halves"] = len(present)
     summary["seed"] = seed
+    summary["method"] = method_json(whiten, shrinkage)
     if norms:
         rows = [i for i, e in enumerate(emotions) if e in norms]
         scores = (np.asarray(vectors, dtype=float) @ axes.T)[rows]

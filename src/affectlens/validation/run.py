@@ -24,7 +24,7 @@ from affectlens.validation.clusters import cluster_listing, cluster_order, cosin
 from affectlens.validation.cross_half import cross_half_report
 from affectlens.validation.geometry import Norm, affect_alignment, valence_by_layer
 from affectlens.validation.logit_lens import logit_lens
-from affectlens.validation.stability import split_half_cosines, summarise
+from affectlens.validation.stability import method_json, split_half_cosines, summarise
 from affectlens.validation.transfer import TransferText
 from affectlens.validation.transfer_score import transfer_section
 from affectlens.vectors import EmotionVectors
@@ -64,6 +64,15 @@ def train_sample(stories: list[Story], emotions: list[str], cap: int | None) -> 
         taken[story.emotion] = taken.get(story.emotion, 0) + 1
         sample.append(story)
     return sample
+
+
+def half_method(vectors: EmotionVectors) -> tuple[str, float]:
+    """The whitening and shrinkage the artifact was extracted with (provenance ``settings``),
+    which the split-half checks rebuild each half by; an artifact that records no whitening
+    predates it and was built unwhitened (``"none"``)."""
+    recorded = vectors.provenance.get("settings", {}) or {}
+    whiten = recorded.get("whiten", "none")
+    return whiten, float(recorded.get("whiten_shrinkage", ExtractionSettings.whiten_shrinkage))
 
 
 def validate(
@@ -177,9 +186,12 @@ def train_checks(
 ) -> tuple[dict, dict]:
     """Split-half stability and the cross-half PCA, from one read of the train sample.
 
-    ``ratings`` (emotion -> (valence, arousal)) adds each cross-half axis's |r| with them.
+    Both rebuild each half's vectors by the artifact's method (:func:`half_method`) and
+    record it. ``ratings`` (emotion -> (valence, arousal)) adds each cross-half axis's |r| with
+    them.
     """
     emotions = vectors.emotions
+    whiten, shrinkage = half_method(vectors)
     sample = train_sample(stories, emotions, options.stability_stories)
     neutral_pcs = vectors.neutral_pcs.get(layer)
     try:
@@ -194,8 +206,16 @@ def train_checks(
             description="train stories",
         )[:, 0]
         labels = [emotions.index(s.emotion) for s in sample]
-        cosines = split_half_cosines(train, labels, neutral_pcs=neutral_pcs, seed=options.seed)
+        cosines = split_half_cosines(
+            train,
+            labels,
+            neutral_pcs=neutral_pcs,
+            seed=options.seed,
+            whiten=whiten,
+            shrinkage=shrinkage,
+        )
         stability = summarise(cosines, emotions)
+        stability["method"] = method_json(whiten, shrinkage)
         stability["stories"] = len(sample)
         stability["max_stories_per_emotion"] = options.stability_stories
     except AffectlensError as exc:
@@ -209,6 +229,8 @@ def train_checks(
             emotions,
             neutral_pcs=neutral_pcs,
             seed=options.seed,
+            whiten=whiten,
+            shrinkage=shrinkage,
             norms=ratings,
         )
     except AffectlensError as exc:
