@@ -23,6 +23,7 @@ from affectlens.engine import (
 )
 from affectlens.engine.validation import prompt_ids
 from affectlens.errors import AffectlensError
+from affectlens.guardrails import GuardrailPolicy
 from affectlens.models.chat import encode
 from affectlens.steer import steer
 from conftest import CORE_FAMILIES, build_emotion_vectors, build_family_loaded
@@ -190,6 +191,36 @@ def test_readouts_equal_a_second_pass_in_a_mixed_batch(family):
         torch.testing.assert_close(first, reference[width - 1], atol=1e-4, rtol=1e-4)
 
 
+def test_rounded_readouts_are_reported_rounded_and_guardrails_read_them_unrounded(family):
+    model, vectors = family
+    engine = Engine(model, vectors)
+    full_spec = ReadoutSpec(layers=(1,), units="raw")
+    rounded_spec = ReadoutSpec(layers=(1,), units="raw", decimals=2)
+    always = GuardrailPolicy.from_dict(
+        {"name": "t", "units": "raw",
+         "rules": [{"name": "f", "when": {"emotion": "calm", "above": -1e9}, "action": "flag"}]}
+    )  # fmt: skip
+    full, rounded = engine.run(
+        [
+            _request(PROMPTS[0], 6, readouts=full_spec),
+            GenerationRequest(
+                prompt=PROMPTS[0],
+                sampling=SamplingParams(max_new_tokens=6),
+                readouts=rounded_spec,
+                guardrail=always,
+            ),
+        ]
+    )
+    assert rounded.token_ids == full.token_ids
+    exact = [value for r in full.token_readouts for value in r.values()]
+    shown = [value for r in rounded.token_readouts for value in r.values()]
+    assert shown == pytest.approx([round(v, 2) for v in exact], abs=1e-9)
+    assert shown != pytest.approx(exact, abs=1e-6)
+    [event] = rounded.guardrail_events
+    assert event.values["calm"] == pytest.approx(full.token_readouts[0]["calm"], abs=1e-6)
+    assert event.values["calm"] != pytest.approx(round(event.values["calm"], 2), abs=1e-6)
+
+
 def test_a_sampled_reply_depends_only_on_its_own_seed(family):
     model, vectors = family
     engine = Engine(model, vectors)
@@ -295,6 +326,7 @@ def test_caps_queue_requests_without_changing_them(family):
         (_request("x", steering=SteeringSpec({"calm": 1.5})), "sane range"),
         (_request("x", steering=SteeringSpec({"calm": 0.1}, (9,))), "layer 9"),
         (_request("x", readouts=ReadoutSpec(units="z")), "calibration"),
+        (_request("x", readouts=ReadoutSpec(units="raw", decimals=13)), "decimals"),
         (_request("x", 0), "max_new_tokens"),
         (_request("x", temperature=-1.0), "temperature"),
         (_request("x", top_p=0.0), "top_p"),

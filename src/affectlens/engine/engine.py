@@ -73,6 +73,7 @@ class _Readout:
     units: str
     emotions: tuple[str, ...]
     indices: list[int]
+    decimals: int | None = None
 
 
 @dataclass
@@ -482,21 +483,24 @@ class Engine:
         """Per batch row, emotion -> score: mean over the readout's layers, in its units."""
         stacked = torch.stack([raw[layer][batch_rows] for layer in readout.layers])
         scores = to_units(stacked, self.vectors, list(readout.layers), readout.units).mean(dim=0)
-        chosen = scores[:, readout.indices].tolist()
+        chosen = scores[:, readout.indices].double()
+        if readout.decimals is not None:  # in float64, so that each value prints short
+            chosen = chosen.round(decimals=readout.decimals)
+        chosen = chosen.tolist()
         return [dict(zip(readout.emotions, values, strict=True)) for values in chosen]
 
     def _all_readouts(self, raw, rows: list[_Row]) -> list:
         """Per row, (reported readouts, guardrail readouts), or ``None`` when it reads none.
 
-        Rows asking for the same layers, units and emotions are converted together."""
+        Rows asking for the same layers, units, emotions and rounding are converted together."""
         groups: dict[tuple, list[int]] = {}
         for index, row in enumerate(rows):
             for slot, readout in enumerate((row.readout, row.guard_readout)):
                 if readout is not None:
-                    key = (slot, readout.layers, readout.units, readout.emotions)
+                    key = (slot, readout.layers, readout.units, readout.emotions, readout.decimals)
                     groups.setdefault(key, []).append(index)
         results: list[list] = [[None, None] for _ in rows]
-        for (slot, _layers, _units, _emotions), members in groups.items():
+        for (slot, *_same), members in groups.items():
             readout = rows[members[0]].readout if slot == 0 else rows[members[0]].guard_readout
             for index, scores in zip(members, self._scores(readout, raw, members), strict=True):
                 results[index][slot] = scores
@@ -517,7 +521,8 @@ class Engine:
             layers = tuple(spec.layers) if spec.layers else (vectors.default_layer,)
             emotions = tuple(spec.emotions) if spec.emotions else tuple(vectors.emotions)
             readout = _Readout(
-                layers, spec.units, emotions, [vectors.emotion_index(e) for e in emotions]
+                layers, spec.units, emotions, [vectors.emotion_index(e) for e in emotions],
+                spec.decimals,
             )
         steer_layers: tuple[int, ...] = ()
         if vectors is not None:

@@ -53,11 +53,16 @@ class SteeringSpec:
 
 @dataclass(frozen=True)
 class ReadoutSpec:
-    """Which emotions to read for every token, at which layers (averaged) and in which units."""
+    """Which emotions to read for every token, at which layers (averaged) and in which units.
+
+    ``decimals`` rounds the reported values (not what a guardrail reads): a server sending
+    every token's readouts sends half the bytes at 4 decimals, far finer than a readout's noise.
+    """
 
     emotions: tuple[str, ...] | None = None
     layers: tuple[int, ...] | None = None
     units: str = "z"
+    decimals: int | None = None
 
 
 @dataclass

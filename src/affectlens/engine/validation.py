@@ -78,6 +78,9 @@ def validate_request(
         check_units(chosen, layers, request.readouts.units)
         for emotion in request.readouts.emotions or ():
             chosen.emotion_index(emotion)
+        decimals = request.readouts.decimals
+        if decimals is not None and not 0 <= decimals <= 12:
+            raise AffectlensError(f"readout decimals must be 0 to 12, not {decimals}")
     if request.guardrail is not None:
         chosen = _need_vectors(vectors, "a guardrail")
         request.guardrail.check(chosen.emotions, MAX_ALPHA)

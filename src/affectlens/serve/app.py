@@ -64,6 +64,7 @@ class ServerSettings:
     policies: dict[str, GuardrailPolicy] = field(default_factory=dict)
     default_policy: str | None = None
     metric_emotions: tuple[str, ...] = ()
+    readout_decimals: int | None = 4  # readouts sent rounded: half the bytes of full floats
 
 
 class APIError(Exception):
@@ -184,6 +185,7 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
                 layers=tuple(options.readout_layers) if options and options.readout_layers
                 else None,
                 units=(options.units if options and options.units else settings.units),
+                decimals=settings.readout_decimals,
             )  # fmt: skip
         steering = None
         if options is not None and options.steer:

@@ -37,6 +37,7 @@ class ServerMetrics:
                                  ["rule", "action"], registry=r)  # fmt: skip
         self.readout = Histogram("affectlens_emotion_readout", "per-token readouts",
                                  ["emotion"], buckets=_READOUT, registry=r)  # fmt: skip
+        self._readout_children = {emotion: self.readout.labels(emotion) for emotion in emotions}
         self.audit_dropped = Counter("affectlens_audit_dropped",
                                      "audit records dropped because the writer's queue was full",
                                      registry=r)  # fmt: skip
@@ -49,9 +50,9 @@ class ServerMetrics:
     def observe_token(self, readouts: dict[str, float] | None) -> None:
         if readouts is None:
             return
-        for emotion in self.emotions:
+        for emotion, child in self._readout_children.items():
             if emotion in readouts:
-                self.readout.labels(emotion).observe(readouts[emotion])
+                child.observe(readouts[emotion])
 
     def finished(self, event: FinishEvent, seconds: float) -> None:
         self.requests.labels(event.finish_reason).inc()
