@@ -221,6 +221,30 @@ def test_rounded_readouts_are_reported_rounded_and_guardrails_read_them_unrounde
     assert event.values["calm"] != pytest.approx(round(event.values["calm"], 2), abs=1e-6)
 
 
+def test_the_pass_that_only_reads_the_last_tokens_stops_at_the_readout_layer(family):
+    model, vectors = family
+    engine = Engine(model, vectors)
+    calls = {"head": 0, "top": 0}
+
+    def count(name):
+        def hook(*_):
+            calls[name] += 1
+
+        return hook
+
+    head = model.model.get_output_embeddings().register_forward_hook(count("head"))
+    top = model.layers[2].register_forward_hook(count("top"))
+    try:
+        reading = ReadoutSpec(layers=(1,), units="raw")
+        replies = engine.run([_request(p, 6, readouts=reading) for p in PROMPTS[:2]])
+    finally:
+        head.remove()
+        top.remove()
+    assert [len(r.token_readouts) for r in replies] == [6, 6]
+    # prefill (one pass for both prompts) + 6 decode passes, the last of which reads and stops
+    assert calls == {"head": 6, "top": 6}
+
+
 def test_a_sampled_reply_depends_only_on_its_own_seed(family):
     model, vectors = family
     engine = Engine(model, vectors)
@@ -330,6 +354,7 @@ def test_caps_queue_requests_without_changing_them(family):
         (_request("x", 0), "max_new_tokens"),
         (_request("x", temperature=-1.0), "temperature"),
         (_request("x", top_p=0.0), "top_p"),
+        (_request("x", temperature=1.0, seed=2**64), "64 bits"),
         (_request("word " * 1000), "longer than the model's context"),
         (
             GenerationRequest(messages=[{"role": "wizard", "content": "hi"}]),

@@ -27,7 +27,7 @@ from affectlens.calibration import to_units
 from affectlens.engine import kv_cache
 from affectlens.engine.detokenize import IncrementalText
 from affectlens.engine.handle import RequestHandle
-from affectlens.engine.hooks import step_hooks
+from affectlens.engine.hooks import ReadoutsDone, step_hooks
 from affectlens.engine.requests import (
     Completion,
     FinishEvent,
@@ -105,6 +105,11 @@ class _Row:
     def position(self) -> int:
         """The position id of the token fed next."""
         return len(self.prompt) + len(self.generated) - (0 if self.needs_readout else 1)
+
+
+def _reads_its_last(row: _Row) -> bool:
+    """Whether this decode pass only reads the row's pending token, its reply's last."""
+    return row.needs_readout and len(row.generated) + 1 >= row.request.sampling.max_new_tokens
 
 
 class Engine:
@@ -259,6 +264,10 @@ class Engine:
         self._remove_finished()
 
     def _forward(self, ids, mask, positions, cache, rows: list[_Row], phase: str):
+        """One pass: (last-token logits, the new cache, readout projections per layer).
+
+        A decode pass in which every row reads its last token needs only the readout layers:
+        it stops after the deepest and returns no logits and no cache (every row then ends)."""
         deltas = self._deltas(rows, phase)
         directions = self._readout_directions(rows)
         raw: dict[int, torch.Tensor] = {}
@@ -269,6 +278,12 @@ class Engine:
             "use_cache": True,
             self._cache_name: cache,
         }
+        if phase == "decode" and directions and all(_reads_its_last(row) for row in rows):
+            try:
+                with step_hooks(self.model, deltas, directions, raw, stop_after=max(directions)):
+                    self.model.model(**kwargs)
+            except ReadoutsDone:
+                return None, None, raw
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
         with step_hooks(self.model, deltas, directions, raw):
@@ -340,9 +355,10 @@ class Engine:
         self._cache, self._columns, self._mask = cache, self._columns + 1, mask
         readouts = self._all_readouts(raw, rows)
         for index, row in enumerate(rows):
-            self._guarded(row, self._after_decode, row, logits[index], readouts[index])
+            row_logits = None if logits is None else logits[index]
+            self._guarded(row, self._after_decode, row, row_logits, readouts[index])
 
-    def _after_decode(self, row: _Row, logits: torch.Tensor, readouts) -> None:
+    def _after_decode(self, row: _Row, logits: torch.Tensor | None, readouts) -> None:
         if row.needs_readout:
             self._accept(row, row.pending, readouts)
             if row.finished:
@@ -521,7 +537,10 @@ class Engine:
             layers = tuple(spec.layers) if spec.layers else (vectors.default_layer,)
             emotions = tuple(spec.emotions) if spec.emotions else tuple(vectors.emotions)
             readout = _Readout(
-                layers, spec.units, emotions, [vectors.emotion_index(e) for e in emotions],
+                layers,
+                spec.units,
+                emotions,
+                [vectors.emotion_index(e) for e in emotions],
                 spec.decimals,
             )
         steer_layers: tuple[int, ...] = ()

@@ -18,16 +18,22 @@ from affectlens.capture import hidden_of
 from affectlens.models.loading import LoadedModel
 
 
+class ReadoutsDone(Exception):  # noqa: N818 - a signal, not an error
+    """Raised after the last layer a read-only pass needs: the rest of the model is skipped."""
+
+
 @contextmanager
 def step_hooks(
     model: LoadedModel,
     deltas: dict[int, torch.Tensor],
     directions: dict[int, torch.Tensor],
     raw: dict[int, torch.Tensor],
+    stop_after: int | None = None,
 ) -> Iterator[None]:
     """Within the block, add ``deltas[layer]`` [batch, hidden] to each layer's output and fill
     ``raw[layer]`` with the last token's projections [batch, emotion] on ``directions[layer]``
-    [emotion, hidden]."""
+    [emotion, hidden]; with ``stop_after``, raise :class:`ReadoutsDone` once that layer is
+    read (a pass that only reads, whose logits nobody samples from)."""
 
     def add(delta: torch.Tensor):
         def hook(_module, _inputs, output):
@@ -52,7 +58,13 @@ def step_hooks(
             handles.append(model.layers[layer].register_forward_hook(add(delta)))
         for layer, units in directions.items():
             handles.append(model.layers[layer].register_forward_hook(read(layer, units)))
+        if stop_after is not None:
+            handles.append(model.layers[stop_after].register_forward_hook(_stop))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _stop(_module, _inputs, _output) -> None:
+    raise ReadoutsDone

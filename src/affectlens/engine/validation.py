@@ -42,6 +42,8 @@ def _check_sampling(request: GenerationRequest) -> None:
         raise AffectlensError("temperature must be a finite number >= 0")
     if not 0 < sampling.top_p <= 1:
         raise AffectlensError("top_p must be in (0, 1]")
+    if sampling.seed is not None and not -(2**63) <= sampling.seed < 2**64:
+        raise AffectlensError("seed must fit in 64 bits")
     if sampling.top_k < 0:
         raise AffectlensError("top_k cannot be negative")
 
