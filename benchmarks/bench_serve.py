@@ -26,7 +26,10 @@ Measures (goals from the serving issue):
 3. 8 streamed clients: ``telemetry: "tokens"`` (171 readouts in every chunk) vs ``"none"``
    (overhead <= 3%, i.e. >= 0.97x);
 4. 8 streamed clients: p50 and p99 time to first token vs the engine's own (reported);
-5. 8 requests to the engine directly, reading every token's 171 emotions vs reading none
+5. 8 streamed clients, ``"tokens"`` vs ``"none"``: CPU time per token of the server's process
+   (engine, HTTP and encoding, all threads) and of the clients' process (reported), which
+   splits 3's cost between serving the readouts and parsing them on the same cores;
+6. 8 requests to the engine directly, reading every token's 171 emotions vs reading none
    (reported): the part of 3 that is the engine's, not the server's. A request that reads
    emotions sees each token from the pass that reads it, one decoding step after sampling it,
    so its reply takes one more step.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import socket
 import statistics
 import threading
@@ -58,6 +62,7 @@ from _common import (
     random_vectors,
 )
 
+from affectlens.cli.serve_cmd import METRIC_EMOTIONS
 from affectlens.engine import (
     Engine,
     GenerationRequest,
@@ -81,7 +86,12 @@ def _serving(engine: Engine, vectors, name: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = ServerSettings(model_name=name, units="z", max_in_flight=4 * CLIENTS)
+    settings = ServerSettings(
+        model_name=name,
+        units="z",
+        max_in_flight=4 * CLIENTS,
+        metric_emotions=tuple(e for e in METRIC_EMOTIONS if e in vectors.emotions),
+    )  # as ``affectlens serve`` sets it up
     app = create_app(engine, vectors, settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -139,6 +149,12 @@ def _check(tokens: int | None, new_tokens: int) -> None:
         raise RuntimeError(f"a reply of {tokens} tokens, not {new_tokens}")
 
 
+def _cpu_seconds() -> float:
+    """This process's CPU time so far (user + system, all threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _client_process(conn: Connection, url: str, name: str, new_tokens: int) -> None:
     """The clients' process: run each batch of requests it is sent, one thread per request,
     and send back their times to first token (or the first error's text); ``None`` ends it."""
@@ -149,13 +165,15 @@ def _client_process(conn: Connection, url: str, name: str, new_tokens: int) -> N
     with ThreadPoolExecutor(CLIENTS) as pool:
         while (job := conn.recv()) is not None:
             count, stream, telemetry = job
+            cpu = _cpu_seconds()
             futures = [
                 pool.submit(_server_one, clients[i % CLIENTS], name, new_tokens, i, stream,
                             telemetry)
                 for i in range(count)
             ]  # fmt: skip
             try:
-                conn.send([future.result() for future in futures])
+                times = [future.result() for future in futures]
+                conn.send((times, _cpu_seconds() - cpu))
             except Exception as error:  # the parent raises it, with the run's label
                 conn.send(f"{type(error).__name__}: {error}")
     for client in clients:
@@ -174,6 +192,7 @@ class Load:
         self.engine, self.new_tokens = engine, new_tokens
         self.pool = ThreadPoolExecutor(CLIENTS)
         self.ttft: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[tuple[float, float]]] = {}  # (server, client) CPU s per run
         context = multiprocessing.get_context("spawn")  # no fork of a process running threads
         self._conn, child = context.Pipe()
         self._process = context.Process(
@@ -215,12 +234,15 @@ class Load:
         self, count: int, label: str, *, stream: bool = False, telemetry: str | None = None
     ) -> Callable[[], None]:
         def run() -> None:
+            cpu = _cpu_seconds()
             self._conn.send((count, stream, telemetry))
             answer = self._conn.recv()
             if isinstance(answer, str):
                 raise RuntimeError(f"{label}: {answer}")
+            times, client_cpu = answer
+            self.cpu.setdefault(label, []).append((_cpu_seconds() - cpu, client_cpu))
             if stream:
-                for seconds in answer:
+                for seconds in times:
                     self._record(label, seconds)
 
         return run
@@ -276,6 +298,7 @@ def main() -> None:
             for run in [*ones.values(), *eights.values()]:  # warm-up, untimed
                 run()
             load.ttft.clear()
+            load.cpu.clear()
             one = interleaved(ones, reps, warmup=False)
             eight = interleaved(eights, reps, warmup=False)
         finally:
@@ -294,6 +317,13 @@ def main() -> None:
     row(f"{CLIENTS} clients, streamed: telemetry tokens vs none, tokens/s (",
         rate(eight["stream"], total), rate(eight["tokens"], total), ratio,
         ">= 0.97x (<= 3%)", ratio >= 0.97)  # fmt: skip
+    for side, column in (("server", 0), ("client", 1)):
+        base, ours = (
+            1000 * statistics.median(c[column] for c in load.cpu[label]) / total
+            for label in ("none", "tokens")
+        )
+        row(f"{CLIENTS} clients, streamed: {side} process CPU ms per token, tokens vs none (",
+            f"{base:.2f}", f"{ours:.2f}", ours / base, "reported", None)  # fmt: skip
     ratio = paired_ratio(eight["engine"], eight["read"])
     row(f"{CLIENTS} requests, engine alone: readouts vs none, tokens/s (",
         rate(eight["engine"], total), rate(eight["read"], total), ratio, "reported",

@@ -85,6 +85,7 @@ def test_streamed_telemetry_equals_the_non_streamed(client):
     assert tokens == whole["affectlens"]["tokens"] and set(tokens[0]) == {"calm", "afraid"}
     last = [c for c in chunks if c["choices"]][-1]
     assert last["affectlens"]["summary"] == whole["affectlens"]["summary"]
+    assert "tokens" not in last["affectlens"]  # the chunks carried them
     assert chunks[-1]["usage"]["completion_tokens"] == whole["usage"]["completion_tokens"]
 
 

@@ -56,20 +56,7 @@ def test_every_chunk_matches_the_dict_encoded_whole(chat):
     assert encoder.chunk({}, extra=guard) == _whole(obj, [choice({})], guard)
     closing = {"finish_reason": "length", "assistant_turn": READOUTS[0],
                "summary": {"afraid": {"mean": 0.5, "max": 1.0, "argmax_token": 0}},
-               "guardrail_events": [], "tokens": READOUTS}  # fmt: skip
+               "guardrail_events": []}  # fmt: skip
     assert encoder.chunk({}, "length", closing) == _whole(obj, [choice({}, "length")], closing)
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     assert encoder.chunk(usage=usage, choices=False) == _whole(obj, [], usage=usage)
-
-
-def test_a_closing_tokens_list_it_did_not_stream_is_encoded_as_given():
-    encoder = _encoder(True)
-    encoder.token("x", 0, READOUTS[0])
-    closing = {"finish_reason": "stop", "tokens": READOUTS}  # two readouts, one streamed
-    assert encoder.chunk({}, "stop", closing) == _whole(
-        "chat.completion.chunk", [{"index": 0, "finish_reason": "stop", "delta": {}}], closing
-    )
-    only = {"tokens": []}
-    assert _encoder(True).chunk({}, "stop", only) == _whole(
-        "chat.completion.chunk", [{"index": 0, "finish_reason": "stop", "delta": {}}], only
-    )

@@ -290,7 +290,10 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
                 elif isinstance(event, GuardrailEvent) and state.telemetry != "none":
                     yield chunk({}, extra={"guardrail": event.to_dict()})
             final = _final_body(state, kind, settings.model_name)
-            yield chunk({}, final["choices"][0]["finish_reason"], final.get("affectlens"))
+            closing = final.get("affectlens")
+            if closing is not None:  # each token's chunk carried its readouts already
+                closing.pop("tokens", None)
+            yield chunk({}, final["choices"][0]["finish_reason"], closing)
             if body.stream_options is not None and body.stream_options.include_usage:
                 yield chunk(usage=final["usage"], choices=False)
             yield "data: [DONE]\n\n"

@@ -4,10 +4,7 @@ as the text allows.
 Every chunk is exactly the text ``json.dumps`` gives for its dict (same keys, order and
 separators), so a client sees what it saw when each chunk was a dict encoded whole. What is
 saved: the part every chunk of a response shares (``id``, ``object``, ``created``, ``model``)
-and the fixed frame of a token's chunk are encoded once per response, and each token's
-readouts (171 emotions by default) are encoded once: the same text goes into the token's chunk
-and, with ``telemetry: "tokens"``, into the closing chunk's ``affectlens.tokens`` list, which
-used to encode all of the reply's readouts a second time.
+and the fixed frame of a token's chunk are encoded once per response.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ class ChunkEncoder:
         choice = '"choices": [{"index": 0, "finish_reason": null, '
         self._token_open = f"{self._head}, {choice}{text_key}"
         self._token_close = "}}]" if chat else "}]"
-        self._readouts: list[str] = []
 
     def chunk(
         self,
@@ -38,8 +34,7 @@ class ChunkEncoder:
         choices: bool = True,
     ) -> str:
         """Any chunk: one choice (``delta``, ``finish``) or none, then ``affectlens`` and
-        ``usage`` when given. An ``extra`` whose last key is ``tokens``, holding the readouts
-        this encoder streamed, reuses their text."""
+        ``usage`` when given."""
         parts = [self._head, ', "choices": ']
         if choices:
             choice: dict = {"index": 0, "finish_reason": finish}
@@ -51,7 +46,7 @@ class ChunkEncoder:
         else:
             parts.append("[]")
         if extra is not None:
-            parts += [', "affectlens": ', self._extra(extra)]
+            parts += [', "affectlens": ', json.dumps(extra)]
         if usage is not None:
             parts += [', "usage": ', json.dumps(usage)]
         parts.append("}\n\n")
@@ -61,17 +56,7 @@ class ChunkEncoder:
         """A token's chunk: its text, and with ``readouts`` its index and readouts."""
         parts = [self._token_open, json.dumps(text), self._token_close]
         if readouts is not None:
-            encoded = json.dumps(readouts)
-            self._readouts.append(encoded)
             parts += [', "affectlens": {"token_index": ', json.dumps(index), ', "readouts": ',
-                      encoded, "}"]  # fmt: skip
+                      json.dumps(readouts), "}"]  # fmt: skip
         parts.append("}\n\n")
         return "".join(parts)
-
-    def _extra(self, extra: dict) -> str:
-        tokens = extra.get("tokens")
-        if tokens is None or list(extra)[-1] != "tokens" or len(tokens) != len(self._readouts):
-            return json.dumps(extra)
-        rest = json.dumps({key: value for key, value in extra.items() if key != "tokens"})
-        joined = ", ".join(self._readouts)
-        return f'{rest[:-1]}{", " if len(extra) > 1 else ""}"tokens": [{joined}]}}'
