@@ -45,8 +45,9 @@ def test_all_171_emotions_classify_held_out_stories_at_the_best_layer(default_mo
     result = held_out_accuracy(default_model, vectors, stories)
     entry = result.at(BEST_LAYER)
     assert entry.top1.n == 171 * 3
-    # Measured at layer 10 with these settings: top-1 0.495 (Wilson 95% 0.45-0.54), top-5
-    # 0.760, against chance 0.006 and 0.029. The floors sit well under the interval's low end
-    # and still 60x and 20x above chance.
-    assert entry.top1.value >= 0.35, f"top-1 {entry.top1.value:.3f}"
-    assert entry.top5.value >= 0.60, f"top-5 {entry.top5.value:.3f}"
+    # Measured once at layer 10 with the default (within-whitened) method, the main job's
+    # artifact: top-1 0.659 (338/513, Wilson 95% 0.617-0.699), top-5 0.895, against chance
+    # 0.006 and 0.029 (the unwhitened method gave 0.495 and 0.760). The floors sit under the
+    # interval's low end and still about 90x and 28x above chance.
+    assert entry.top1.value >= 0.55, f"top-1 {entry.top1.value:.3f}"
+    assert entry.top5.value >= 0.80, f"top-5 {entry.top5.value:.3f}"
