@@ -499,11 +499,10 @@ class Engine:
         """Per batch row, emotion -> score: mean over the readout's layers, in its units."""
         stacked = torch.stack([raw[layer][batch_rows] for layer in readout.layers])
         scores = to_units(stacked, self.vectors, list(readout.layers), readout.units).mean(dim=0)
-        chosen = scores[:, readout.indices].double()
+        chosen = scores[:, readout.indices]
         if readout.decimals is not None:  # in float64, so that each value prints short
-            chosen = chosen.round(decimals=readout.decimals)
-        chosen = chosen.tolist()
-        return [dict(zip(readout.emotions, values, strict=True)) for values in chosen]
+            chosen = chosen.double().round(decimals=readout.decimals)
+        return [dict(zip(readout.emotions, values, strict=True)) for values in chosen.tolist()]
 
     def _all_readouts(self, raw, rows: list[_Row]) -> list:
         """Per row, (reported readouts, guardrail readouts), or ``None`` when it reads none.

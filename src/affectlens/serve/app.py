@@ -289,11 +289,8 @@ def create_app(engine: Engine, vectors: EmotionVectors, settings: ServerSettings
                         yield chunks.token(event.text, event.index, shown)
                 elif isinstance(event, GuardrailEvent) and state.telemetry != "none":
                     yield chunk({}, extra={"guardrail": event.to_dict()})
-            final = _final_body(state, kind, settings.model_name)
-            closing = final.get("affectlens")
-            if closing is not None:  # each token's chunk carried its readouts already
-                closing.pop("tokens", None)
-            yield chunk({}, final["choices"][0]["finish_reason"], closing)
+            final = _final_body(state, kind, settings.model_name, streamed=True)
+            yield chunk({}, final["choices"][0]["finish_reason"], final.get("affectlens"))
             if body.stream_options is not None and body.stream_options.include_usage:
                 yield chunk(usage=final["usage"], choices=False)
             yield "data: [DONE]\n\n"
@@ -415,7 +412,9 @@ class _Collected:
             metrics.finished(event, now - started)
 
 
-def _final_body(state: _Collected, kind: str, model: str) -> dict:
+def _final_body(state: _Collected, kind: str, model: str, *, streamed: bool = False) -> dict:
+    """The whole response (or, ``streamed``, what the closing chunk takes from it: each token's
+    chunk carried its readouts already, so ``affectlens.tokens`` is left out)."""
     finish = state.finish
     if finish is None or finish.finish_reason == "error":
         raise APIError(500, f"generation failed: {finish.error if finish else 'no result'}",
@@ -445,7 +444,7 @@ def _final_body(state: _Collected, kind: str, model: str) -> dict:
             "summary": summarise(state.readouts),
             "guardrail_events": [event.to_dict() for event in state.events],
         }
-        if state.telemetry == "tokens":
+        if state.telemetry == "tokens" and not streamed:
             extra["tokens"] = state.readouts
         body["affectlens"] = extra
     elif state.events:
