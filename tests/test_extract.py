@@ -1,5 +1,7 @@
 """Emotion-vector extraction on a tiny synthetic corpus and tiny random models."""
 
+import json
+
 import pytest
 import torch
 from safetensors import safe_open
@@ -242,6 +244,53 @@ def test_resume_refuses_checkpoint_of_other_settings(emo_model, corpus, tmp_path
             resume=True,
             show_progress=False,
         )
+
+
+PRE_WHITENING_FIELDS = (
+    "layers", "start_token", "outlier_factor", "neutral_variance", "batch_size",
+    "max_stories_per_emotion", "min_stories", "max_tokens", "checkpoint_every",
+)  # fmt: skip
+"""ExtractionSettings' fields before whitening existed, which its checkpoints recorded."""
+
+
+def test_a_checkpoint_from_before_whitening_resumes_only_unwhitened(
+    emo_model, corpus, tmp_path, monkeypatch
+):
+    stories, neutral = corpus
+    settings = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1, whiten="none")
+    reference = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
+    checkpoint = tmp_path / "ck.pt"
+    real = extract_module.batch_means
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "batch_means", failing)
+    with pytest.raises(KeyboardInterrupt):
+        extract_vectors(
+            emo_model, stories, neutral, settings, checkpoint=checkpoint, show_progress=False
+        )
+    monkeypatch.setattr(extract_module, "batch_means", real)
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        identity = json.loads(handle.metadata()["identity"])
+    assert tuple(identity["settings"]) == tuple(sorted(PRE_WHITENING_FIELDS))
+
+    within = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1)
+    with pytest.raises(AffectlensError, match="before whitening existed: resume it with --whiten"):
+        extract_vectors(
+            emo_model, stories, neutral, within, checkpoint=checkpoint, resume=True,
+            show_progress=False,
+        )  # fmt: skip
+    resumed = extract_vectors(
+        emo_model, stories, neutral, settings, checkpoint=checkpoint, resume=True,
+        show_progress=False,
+    )  # fmt: skip
+    assert torch.equal(resumed.vectors, reference.vectors)
+    assert torch.equal(resumed.raw_means, reference.raw_means)
 
 
 def test_too_few_stories_raises(emo_model):

@@ -277,6 +277,19 @@ def _save_checkpoint(path: Path, identity: dict, done: int, reducers: dict) -> N
     os.replace(partial, path)
 
 
+def checkpoint_identity(fingerprint: str, settings: ExtractionSettings, layers: list[int]) -> dict:
+    """What a story-pass checkpoint must match to be resumed.
+
+    Without whitening the settings are written without the two whitening fields, exactly as
+    checkpoints were before whitening existed, so such a checkpoint resumes under
+    ``whiten="none"`` (the method it was computing).
+    """
+    fields = asdict(settings)
+    if settings.whiten == "none":
+        del fields["whiten"], fields["whiten_shrinkage"]
+    return {"corpus": fingerprint, "settings": fields, "layers": layers}
+
+
 def _load_checkpoint(path: Path, identity: dict, reducers: dict) -> int:
     """Restore ``reducers`` from a checkpoint of the same run; the batches it had done."""
     try:
@@ -288,7 +301,13 @@ def _load_checkpoint(path: Path, identity: dict, reducers: dict) -> int:
         raise AffectlensError(
             f"{path} is not an extraction checkpoint ({error}); remove it"
         ) from None
-    if metadata.get("identity") != json.dumps(identity, sort_keys=True):
+    saved = metadata.get("identity")
+    if saved != json.dumps(identity, sort_keys=True):
+        if saved is not None and "whiten" not in json.loads(saved).get("settings", {}):
+            raise AffectlensError(
+                f"{path} was written before whitening existed: resume it with --whiten none "
+                "(the method it was computing), or remove it"
+            )
         raise AffectlensError(f"{path} belongs to another corpus or settings; remove it")
     for name, reducer in reducers.items():
         prefix = f"{name}."
@@ -334,7 +353,7 @@ def extract_vectors(
     scatter = None
     if settings.whiten == "within":
         scatter = reducers["scatter"] = ScatterReducer(len(layers), model.hidden_size)
-    identity = {"corpus": fingerprint, "settings": asdict(settings), "layers": layers}
+    identity = checkpoint_identity(fingerprint, settings, layers)
     done = 0
     if checkpoint is not None and resume and checkpoint.exists():
         done = _load_checkpoint(checkpoint, identity, reducers)

@@ -1,0 +1,249 @@
+"""Issue 16, part 4: the same geometry and transfer measurements on every offline model.
+
+    flock /tmp/affectlens-heavy.lock python scripts/model_survey.py capture --model PACK \
+        --layers 8,14,20 --per-emotion 4 --out runs/survey/PACK
+    python scripts/model_survey.py report --out runs/survey/PACK [--norms CSV]
+
+``capture`` reads, once per text, the model at the given layers (every pooling of
+:func:`affectlens.experiments.method_search.capture_poolings`, cached; a rerun resumes):
+
+- ``train``: the first ``--per-emotion`` train stories of each of the 171 emotions, and all
+  12 of each of the 24 transfer emotions (so the transfer figures use the same stories as
+  ``scripts/method_search.py``);
+- ``neutral``: every third neutral passage; ``stories_test``: the 24 emotions' test stories;
+- ``dev``: the transfer set's development split (the test split is not read).
+
+``report`` builds, offline, the unwhitened method (``from20/nv0.5/none``) and today's default
+(``from20/nv0.5/within@0.5``) at each layer, and writes ``survey.json`` and ``survey.md``:
+
+- geometry of all 171 vectors, from ``--per-emotion`` stories each, as an artifact holds them
+  (residual-stream unit vectors): variance per PC, Pearson r (Fisher 95% CI) of PC1 with
+  valence and PC2 with arousal against the human norms, which PC carries each, and the antonym
+  pairs' cosines;
+- transfer: 6-way basic and 24-way top-1 on the dev split per form (Wilson 95% CIs), and the
+  24-way held-out story top-1, from the 24 emotions' 12 stories each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from affectlens.corpus.stories import load_neutral, load_stories
+from affectlens.experiments.method_search import (
+    SHIPPED,
+    Method,
+    SearchData,
+    capture_poolings,
+    load_captures,
+    raw_space_artifact,
+    score_method,
+    summary_row,
+)
+from affectlens.extract import ExtractionSettings, neutral_texts
+from affectlens.progress import use_progress
+from affectlens.validation.antonyms import antonym_cosines, positive_pairs
+from affectlens.validation.geometry import affect_alignment, load_norms
+from affectlens.validation.transfer import TRANSFER_EMOTIONS, load_transfer, select_split
+
+DEFAULT = Method("from20", 0.5, "within", 0.5)
+METHODS = (SHIPPED, DEFAULT)
+NEUTRAL_EVERY = 3
+NORMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "Ratings_Warriner_et_al.csv"
+
+
+def train_stories(per_emotion: int) -> list:
+    """All 12 train stories of the 24 transfer emotions, the first ``per_emotion`` of the rest."""
+    taken: dict[str, int] = defaultdict(int)
+    out = []
+    for story in load_stories():
+        if story.split != "train":
+            continue
+        cap = None if story.emotion in TRANSFER_EMOTIONS else per_emotion
+        if cap is None or taken[story.emotion] < cap:
+            taken[story.emotion] += 1
+            out.append(story)
+    return out
+
+
+def groups(per_emotion: int) -> dict[str, list]:
+    """The texts of each capture group, in a fixed order."""
+    return {
+        "train": train_stories(per_emotion),
+        "neutral": load_neutral()[::NEUTRAL_EVERY],
+        "stories_test": [
+            s for s in load_stories() if s.emotion in TRANSFER_EMOTIONS and s.split == "test"
+        ],
+        "dev": select_split(load_transfer(), "dev"),
+    }
+
+
+def capture(model_spec: str, layers: list[int], per_emotion: int, out: Path) -> None:
+    from affectlens.cli.progress_bars import render_progress
+    from affectlens.models import load_model
+
+    model = load_model(model_spec)
+    settings = ExtractionSettings()
+    with use_progress(render_progress):
+        for name, items in groups(per_emotion).items():
+            texts = neutral_texts(model, items) if name == "neutral" else [t.text for t in items]
+            capture_poolings(model, texts, layers, out / name, settings=settings, description=name)
+            print(f"captured {name}: {len(texts)} texts", file=sys.stderr, flush=True)
+    meta = {"model": model_spec, "layers": layers, "per_emotion": per_emotion}
+    (out / "survey_capture.json").write_text(json.dumps(meta))
+
+
+def _data(out: Path, keep: list[int], emotions: list[str], train: list) -> SearchData:
+    captures = {name: load_captures(out / name) for name in ("neutral", "stories_test", "dev")}
+    full = load_captures(out / "train")
+    captures["train"] = {pooling: rows[keep] for pooling, rows in full.items()}
+    meta = json.loads((out / "survey_capture.json").read_text())
+    texts = groups(meta["per_emotion"])
+    return SearchData(
+        captures=captures,
+        layers=meta["layers"],
+        emotions=emotions,
+        train_labels=torch.tensor([emotions.index(train[i].emotion) for i in keep]),
+        test_labels=[
+            emotions.index(s.emotion) for s in texts["stories_test"] if s.emotion in emotions
+        ],
+        transfer={"dev": texts["dev"]},
+    )
+
+
+def geometry_data(out: Path) -> SearchData:
+    """All 171 emotions, ``per_emotion`` stories each."""
+    meta = json.loads((out / "survey_capture.json").read_text())
+    train = groups(meta["per_emotion"])["train"]
+    seen: dict[str, int] = defaultdict(int)
+    keep = []
+    for i, story in enumerate(train):
+        if seen[story.emotion] < meta["per_emotion"]:
+            seen[story.emotion] += 1
+            keep.append(i)
+    emotions = sorted(seen)
+    return _data(out, keep, emotions, train)
+
+
+def transfer_data(out: Path) -> SearchData:
+    """The 24 transfer emotions, all 12 stories each (as ``scripts/method_search.py``)."""
+    meta = json.loads((out / "survey_capture.json").read_text())
+    train = groups(meta["per_emotion"])["train"]
+    keep = [i for i, s in enumerate(train) if s.emotion in TRANSFER_EMOTIONS]
+    return _data(out, keep, list(TRANSFER_EMOTIONS), train)
+
+
+def geometry_row(data: SearchData, method: Method, column: int, norms) -> dict:
+    """PC/valence/arousal alignment and antonyms of the method's residual-stream vectors."""
+    artifact, _ = raw_space_artifact(data, method, column)
+    vectors = artifact.vectors[:, 0].double().numpy()
+    aligned = affect_alignment(data.emotions, vectors, norms, n_boot=200)
+    antonyms = antonym_cosines(data.emotions, vectors[:, None], [data.layers[column]])
+    corr = aligned["correlations"]
+    table = aligned["components"]["abs_pearson"]
+    return {
+        "method": method.name,
+        "layer": data.layers[column],
+        "n_emotions": len(data.emotions),
+        "n_matched": corr["pc1_valence"]["pearson"]["n"],
+        "explained": aligned["explained_variance"][:5],
+        "pc1_valence": corr["pc1_valence"]["pearson"],
+        "pc2_arousal": corr["pc2_arousal"]["pearson"],
+        "pc1_arousal": corr["pc1_arousal"]["pearson"],
+        "best_pc": aligned["components"]["best_pc"],
+        "best_abs_r": {
+            key: max(row[key] for row in table if not np.isnan(row[key]))
+            for key in ("valence", "arousal")
+        },
+        "antonyms": {
+            f"{p['a']}/{p['b']}": p["cosine"][str(data.layers[column])] for p in antonyms["pairs"]
+        },
+        "positive_basic": [
+            pair
+            for pair in positive_pairs(antonyms, data.layers[column])
+            if any(p["basic"] and f"{p['a']}/{p['b']}" == pair for p in antonyms["pairs"])
+        ],
+    }
+
+
+def _r(entry: dict) -> str:
+    return f"{entry['r']:+.2f} [{entry['low']:+.2f}, {entry['high']:+.2f}]"
+
+
+def _rate(entry: dict) -> str:
+    return f"{entry['value']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+
+
+def report(out: Path, norms_path: Path) -> None:
+    norms = load_norms(norms_path)
+    meta = json.loads((out / "survey_capture.json").read_text())
+    geo, trans = geometry_data(out), transfer_data(out)
+    result: dict = {"capture": meta, "geometry": [], "transfer": []}
+    for method in METHODS:
+        for column in range(len(geo.layers)):
+            result["geometry"].append(geometry_row(geo, method, column, norms))
+            row = summary_row(method, trans.layers[column], score_method(trans, method, column))
+            result["transfer"].append(row)
+            print(f"done {method.name} L{geo.layers[column]}", file=sys.stderr, flush=True)
+    (out / "survey.json").write_text(json.dumps(result, indent=1))
+    lines = [
+        f"# {meta['model']}: {meta['per_emotion']} stories per emotion (geometry, 171 emotions),"
+        " 12 per transfer emotion (transfer, 24 emotions)",
+        "",
+        "| method | layer | var PC1-3 | PC1~valence r | PC2~arousal r | PC1~arousal r "
+        "| valence best PC (abs r) | arousal best PC (abs r) | basic antonyms > 0 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in result["geometry"]:
+        lines.append(
+            f"| {g['method']} | {g['layer']} | "
+            + "/".join(f"{v:.2f}" for v in g["explained"][:3])
+            + f" | {_r(g['pc1_valence'])} | {_r(g['pc2_arousal'])} | {_r(g['pc1_arousal'])}"
+            + f" | PC{g['best_pc']['valence']} ({g['best_abs_r']['valence']:.2f})"
+            + f" | PC{g['best_pc']['arousal']} ({g['best_abs_r']['arousal']:.2f})"
+            + f" | {', '.join(g['positive_basic']) or 'none'} |"
+        )
+    n_dev = result["transfer"][0]["basic6/pooled"]["n"]
+    lines += [
+        "",
+        f"| method | layer | 6-way dev pooled (n={n_dev}) | form mean | 2nd person | diary "
+        "| dialogue | social | 24-way dev | in-domain 24-way |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in result["transfer"]:
+        forms = [t[f"basic6/{f}"]["value"] for f in ("second_person", "diary", "dialogue")]
+        lines.append(
+            f"| {t['method']} | {t['layer']} | {_rate(t['basic6/pooled'])} "
+            f"| {t['basic6/form_mean']:.3f} | "
+            + " | ".join(f"{v:.2f}" for v in forms)
+            + f" | {t['basic6/social_post']['value']:.2f} | {_rate(t['set24/pooled'])}"
+            f" | {_rate(t['in_domain24'])} |"
+        )
+    (out / "survey.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("step", choices=["capture", "report"])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--layers", default="6,10,14,18")
+    parser.add_argument("--per-emotion", type=int, default=4)
+    parser.add_argument("--norms", type=Path, default=NORMS)
+    args = parser.parse_args()
+    if args.step == "capture":
+        layers = [int(x) for x in args.layers.split(",")]
+        capture(args.model, layers, args.per_emotion, args.out)
+    else:
+        report(args.out, args.norms)
+
+
+if __name__ == "__main__":
+    main()
