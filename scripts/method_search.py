@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -291,6 +292,43 @@ def confirm_candidates(out: Path) -> None:
     print(json.dumps(result["paired_basic6"]))
 
 
+def dose_candidates(out: Path) -> None:
+    """Tylenol and water dose curves of *afraid* and *calm* for the two confirmed picks.
+
+    The 24-emotion residual-stream vectors of each pick are read at its layer by
+    :func:`affectlens.experiments.dose.run_dose` in raw units (Spearman against log dose is
+    the same in any per-emotion affine unit, such as z).
+    """
+    from affectlens.experiments.dose import DEFAULT_TEMPLATES, run_dose
+    from affectlens.models import load_model
+    from affectlens.models.packs import DEFAULT_PACK
+
+    choice = json.loads((out / "candidate_choice.json").read_text())
+    model = load_model(DEFAULT_PACK)
+    base = search_data(out, "dev")
+    result = {}
+    for role in ("winner", "default"):
+        row = choice[role]
+        method = Method(row["pooling"], row["neutral_variance"], row["whiten"], row["shrinkage"])
+        data = candidate_corpus(base, out, row["corpus"])
+        artifact, _ = raw_space_artifact(data, method, LAYERS.index(row["layer"]))
+        artifact.provenance["model"] = {"id": model.name, "fingerprint": model.fingerprint()}
+        curves = run_dose(model, artifact, dict(DEFAULT_TEMPLATES), ["afraid", "calm"], units="raw")
+        result[role] = {
+            "corpus": row["corpus"],
+            "method": row["method"],
+            "layer": row["layer"],
+            "curves": [asdict(curve) for curve in curves],
+        }
+        for curve in curves:
+            print(
+                f"{role} {row['corpus']} {row['method']} L{row['layer']} {curve.template} "
+                f"{curve.emotion}: rho {curve.rho:+.2f} "
+                f"[{curve.rho_low:+.2f}, {curve.rho_high:+.2f}]"
+            )
+    (out / "candidate_dose.json").write_text(json.dumps(result, indent=1))
+
+
 def cell(rate: dict) -> str:
     return f"{rate['value']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] n={rate['n']}"
 
@@ -434,7 +472,7 @@ def main() -> None:
         "step",
         choices=[
             "capture", "search", "summarise", "confirm", "deployable", "shrinkage",
-            "capture-candidates", "candidates", "confirm-candidates",
+            "capture-candidates", "candidates", "confirm-candidates", "dose-candidates",
         ],
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/method_search"))
@@ -455,6 +493,8 @@ def main() -> None:
         run_candidates(args.out)
     elif args.step == "confirm-candidates":
         confirm_candidates(args.out)
+    elif args.step == "dose-candidates":
+        dose_candidates(args.out)
     else:
         confirm(args.out)
 

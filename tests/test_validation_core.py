@@ -36,7 +36,13 @@ from affectlens.validation.stability import (
     summarise,
 )
 from affectlens.vectors import EmotionVectors
-from affectlens.whitening import inverse_sqrt, shrunk_covariance, within_residuals
+from affectlens.whitening import (
+    NO_WHITENING,
+    Whitening,
+    inverse_sqrt,
+    shrunk_covariance,
+    within_residuals,
+)
 
 WARRINER = Path(__file__).resolve().parents[2] / "shared" / "data" / "Ratings_Warriner_et_al.csv"
 
@@ -352,7 +358,7 @@ def test_unwhitened_halves_are_the_method_before_whitening():
         p = pcs.double().numpy()
         centred = centred - (centred @ p.T) @ p
         halves.append(centred / np.linalg.norm(centred, axis=1, keepdims=True))
-    a, b, present = half_vectors(acts, labels, neutral_pcs=pcs, seed=4, whiten="none")
+    a, b, present = half_vectors(acts, labels, neutral_pcs=pcs, seed=4, whitening=Whitening("none"))
     assert present == list(range(6))
     np.testing.assert_allclose(a.numpy(), halves[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(b.numpy(), halves[1], rtol=0, atol=1e-12)
@@ -367,7 +373,7 @@ def test_unwhitened_halves_are_the_method_before_whitening():
         torch_halves.append(centred / centred.norm(dim=-1, keepdim=True).clamp(min=1e-12))
     old = dict(enumerate(((torch_halves[0] * torch_halves[1]).sum(dim=-1)).tolist()))
     assert split_half_cosines(acts, labels, neutral_pcs=pcs, seed=4) == old
-    assert split_half_cosines(acts, labels, neutral_pcs=pcs, seed=4, whiten="none") == old
+    assert split_half_cosines(acts, labels, neutral_pcs=pcs, seed=4, whitening=NO_WHITENING) == old
 
 
 def test_within_halves_apply_the_half_covariance_inverse_then_the_neutral_basis():
@@ -377,7 +383,8 @@ def test_within_halves_apply_the_half_covariance_inverse_then_the_neutral_basis(
     covariance's identity part matters."""
     acts, labels, pcs = _stories_with_pcs(1)
     first, second = split_halves(labels, seed=2)
-    a, b, _ = half_vectors(acts, labels, neutral_pcs=pcs, seed=2, whiten="within", shrinkage=0.3)
+    within = Whitening("within", 0.3)
+    a, b, _ = half_vectors(acts, labels, neutral_pcs=pcs, seed=2, whitening=within)
     for got, mask in ((a, first), (b, second)):
         rows = acts.double()[torch.from_numpy(mask)]
         groups = torch.from_numpy(labels[mask])
@@ -391,9 +398,9 @@ def test_within_halves_apply_the_half_covariance_inverse_then_the_neutral_basis(
     unwhitened, _, _ = half_vectors(acts, labels, neutral_pcs=pcs, seed=2)
     assert (a - unwhitened).abs().max() > 1e-3  # the whitening did something
     with pytest.raises(AffectlensError, match="singular"):
-        half_vectors(acts, labels, seed=2, whiten="within", shrinkage=0.0)
+        half_vectors(acts, labels, seed=2, whitening=Whitening("within", 0.0))
     with pytest.raises(AffectlensError, match="unknown whitening"):
-        half_vectors(acts, labels, whiten="between")
+        half_vectors(acts, labels, whitening=Whitening("between"))
 
 
 def test_within_whitened_halves_agree_behind_a_huge_within_emotion_nuisance():
@@ -413,7 +420,7 @@ def test_within_whitened_halves_agree_behind_a_huge_within_emotion_nuisance():
         spread = 30 * torch.randn(emotions * per, 1, generator=g, dtype=torch.float64)
         stories = signal[labels] + noise + spread * nuisance
         plain = summarise(split_half_cosines(stories, labels, seed=seed), list("abcdef"))
-        within = split_half_cosines(stories, labels, seed=seed, whiten="within", shrinkage=0.5)
+        within = split_half_cosines(stories, labels, seed=seed, whitening=Whitening("within", 0.5))
         white = summarise(within, list("abcdef"))
         assert white["mean_cosine"] > 0.95 and min(within.values()) > 0.9
         assert plain["mean_cosine"] < 0.8

@@ -201,6 +201,7 @@ def test_split_half_checks_follow_the_artifacts_method(tmp_path, emo_model):
     from affectlens.validation.classification import read_activations, settings_from
     from affectlens.validation.run import train_sample
     from affectlens.validation.stability import split_half_cosines
+    from affectlens.whitening import Whitening
 
     stories = load_stories(_corpus(tmp_path / "s.jsonl"))
     neutral = [
@@ -219,7 +220,7 @@ def test_split_half_checks_follow_the_artifacts_method(tmp_path, emo_model):
     train = read_activations(emo_model, sample, [1], settings_from(vectors))[:, 0]
     labels = [EMOTIONS.index(s.emotion) for s in sample]
     pcs = vectors.neutral_pcs[1]
-    white = split_half_cosines(train, labels, neutral_pcs=pcs, whiten="within", shrinkage=0.4)
+    white = split_half_cosines(train, labels, neutral_pcs=pcs, whitening=Whitening("within", 0.4))
     plain = split_half_cosines(train, labels, neutral_pcs=pcs)
     assert max(abs(white[e] - plain[e]) for e in white) > 1e-3
     assert stability["per_emotion"] == pytest.approx({EMOTIONS[e]: c for e, c in white.items()})

@@ -14,6 +14,8 @@ per-story means it holds (:func:`within_residuals`). Both end in :func:`shrink` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from affectlens.errors import AffectlensError
@@ -58,3 +60,24 @@ def check_whitening(whiten: str, shrinkage: float) -> None:
         raise AffectlensError(f"unknown whitening {whiten!r} (choose {' or '.join(WHITENINGS)})")
     if not 0 <= shrinkage <= 1:  # also refuses NaN
         raise AffectlensError(f"whitening shrinkage must be in [0, 1], got {shrinkage}")
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """One whitening as a single value: ``kind`` (``none`` or ``within``) and its shrinkage.
+
+    What validation rebuilds an artifact's split halves by; checked when made.
+    """
+
+    kind: str = "none"
+    shrinkage: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_whitening(self.kind, self.shrinkage)
+
+    def as_json(self) -> dict:
+        """``{"whiten", "shrinkage"}`` for a report (no shrinkage for ``none``, which has none)."""
+        return {"whiten": self.kind, "shrinkage": None if self.kind == "none" else self.shrinkage}
+
+
+NO_WHITENING = Whitening()

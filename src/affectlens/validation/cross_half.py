@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from affectlens.validation.geometry import component_alignment, pca
-from affectlens.validation.stability import half_vectors, method_json
+from affectlens.validation.stability import half_vectors
+from affectlens.whitening import NO_WHITENING, Whitening
 
 
 def cross_half_pca(
@@ -62,8 +63,7 @@ def cross_half_report(
     *,
     neutral_pcs: torch.Tensor | None = None,
     seed: int = 0,
-    whiten: str = "none",
-    shrinkage: float = 0.5,
+    whitening: Whitening = NO_WHITENING,
     norms: dict[str, tuple[float, float]] | None = None,
     k: int = 5,
 ) -> dict:
@@ -71,7 +71,7 @@ def cross_half_report(
 
     ``train`` [story, H] and ``labels`` (rows of ``emotions``) are the train stories read at
     the layer; ``vectors`` [E, H] are the artifact's vectors there, whose ordinary PCA is the
-    reference; the halves are built with the artifact's ``whiten`` / ``shrinkage``, which the
+    reference; the halves are built with the artifact's ``whitening``, which the
     summary records as ``method``. With ``norms`` (emotion -> (valence, arousal)), each
     cross-half axis's scores (the artifact's vectors projected on it) get |Pearson r| with
     valence and arousal.
@@ -81,8 +81,7 @@ def cross_half_report(
         labels,
         neutral_pcs=neutral_pcs,
         seed=seed,
-        whiten=whiten,
-        shrinkage=shrinkage,
+        whitening=whitening,
         min_emotions=3,
         check="cross-half PCA",
     )
@@ -90,7 +89,7 @@ def cross_half_report(
     summary, axes = cross_half_pca(first.numpy(), second.numpy(), reference, k=k)
     summary["emotions_in_both_halves"] = len(present)
     summary["seed"] = seed
-    summary["method"] = method_json(whiten, shrinkage)
+    summary["method"] = whitening.as_json()
     if norms:
         rows = [i for i, e in enumerate(emotions) if e in norms]
         scores = (np.asarray(vectors, dtype=float) @ axes.T)[rows]

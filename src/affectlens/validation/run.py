@@ -24,10 +24,11 @@ from affectlens.validation.clusters import cluster_listing, cluster_order, cosin
 from affectlens.validation.cross_half import cross_half_report
 from affectlens.validation.geometry import Norm, affect_alignment, valence_by_layer
 from affectlens.validation.logit_lens import logit_lens
-from affectlens.validation.stability import method_json, split_half_cosines, summarise
+from affectlens.validation.stability import split_half_cosines, summarise
 from affectlens.validation.transfer import TransferText
 from affectlens.validation.transfer_score import transfer_section
 from affectlens.vectors import EmotionVectors
+from affectlens.whitening import Whitening
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,15 @@ def train_sample(stories: list[Story], emotions: list[str], cap: int | None) -> 
     return sample
 
 
-def half_method(vectors: EmotionVectors) -> tuple[str, float]:
-    """The whitening and shrinkage the artifact was extracted with (provenance ``settings``),
-    which the split-half checks rebuild each half by; an artifact that records no whitening
-    predates it and was built unwhitened (``"none"``)."""
+def half_method(vectors: EmotionVectors) -> Whitening:
+    """The whitening the artifact was extracted with (provenance ``settings``), which the
+    split-half checks rebuild each half by; an artifact that records no whitening predates it
+    and was built unwhitened (``"none"``)."""
     recorded = vectors.provenance.get("settings", {}) or {}
-    whiten = recorded.get("whiten", "none")
-    return whiten, float(recorded.get("whiten_shrinkage", ExtractionSettings.whiten_shrinkage))
+    return Whitening(
+        recorded.get("whiten", "none"),
+        float(recorded.get("whiten_shrinkage", ExtractionSettings.whiten_shrinkage)),
+    )
 
 
 def validate(
@@ -191,7 +194,7 @@ def train_checks(
     them.
     """
     emotions = vectors.emotions
-    whiten, shrinkage = half_method(vectors)
+    whitening = half_method(vectors)
     sample = train_sample(stories, emotions, options.stability_stories)
     neutral_pcs = vectors.neutral_pcs.get(layer)
     try:
@@ -211,11 +214,10 @@ def train_checks(
             labels,
             neutral_pcs=neutral_pcs,
             seed=options.seed,
-            whiten=whiten,
-            shrinkage=shrinkage,
+            whitening=whitening,
         )
         stability = summarise(cosines, emotions)
-        stability["method"] = method_json(whiten, shrinkage)
+        stability["method"] = whitening.as_json()
         stability["stories"] = len(sample)
         stability["max_stories_per_emotion"] = options.stability_stories
     except AffectlensError as exc:
@@ -229,8 +231,7 @@ def train_checks(
             emotions,
             neutral_pcs=neutral_pcs,
             seed=options.seed,
-            whiten=whiten,
-            shrinkage=shrinkage,
+            whitening=whitening,
             norms=ratings,
         )
     except AffectlensError as exc:

@@ -18,7 +18,7 @@ import torch
 
 from affectlens.errors import AffectlensError
 from affectlens.stats import mean_ci
-from affectlens.whitening import check_whitening, within_residuals
+from affectlens.whitening import NO_WHITENING, Whitening, within_residuals
 
 
 def split_halves(labels: list[int] | np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +73,7 @@ def half_vectors(
     *,
     neutral_pcs: torch.Tensor | None = None,
     seed: int = 0,
-    whiten: str = "none",
-    shrinkage: float = 0.5,
+    whitening: Whitening = NO_WHITENING,
     min_emotions: int = 2,
     check: str = "split-half stability",
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -82,9 +81,9 @@ def half_vectors(
 
     ``activations`` [N, H] are per-story means at one layer, ``labels`` their emotion rows;
     the halves are :func:`split_halves` with ``seed``. The artifact's method is applied to
-    each half: its per-emotion means are centred over emotions; with ``whiten="within"`` they
-    are then mapped by ``C^-1 = W W`` of the half's own shrunk within-emotion covariance
-    (``shrinkage``, the scatter over ``n - 1`` as extraction divides it), which is the
+    each half: its per-emotion means are centred over emotions; with a ``within`` whitening
+    they are then mapped by ``C^-1 = W W`` of the half's own shrunk within-emotion covariance
+    (its shrinkage, the scatter over ``n - 1`` as extraction divides it), which is the
     extraction's ``unit(W v_e)`` with the neutral step left out. The artifact's residual-
     stream ``neutral_pcs`` are projected out last and the result unit-normalised. For
     ``"none"`` that is exactly the unwhitened method. For ``"within"`` the neutral step is an
@@ -94,7 +93,6 @@ def half_vectors(
 
     Fewer than ``min_emotions`` emotions with two train stories is refused, naming ``check``.
     """
-    check_whitening(whiten, shrinkage)
     labels = np.asarray(labels)
     first, second = split_halves(labels, seed)
     present = sorted(set(labels[first].tolist()) & set(labels[second].tolist()))
@@ -107,10 +105,10 @@ def half_vectors(
             [acts[torch.from_numpy(mask & (labels == e))].mean(dim=0) for e in present]
         )
         centred = means - means.mean(dim=0, keepdim=True)
-        if whiten == "within":
+        if whitening.kind == "within":
             rows = torch.from_numpy(mask)
             groups = torch.from_numpy(labels[mask])
-            centred = _apply_within_precision(acts[rows], groups, shrinkage, centred)
+            centred = _apply_within_precision(acts[rows], groups, whitening.shrinkage, centred)
         if neutral_pcs is not None and neutral_pcs.numel():
             pcs = neutral_pcs.double()
             centred = centred - (centred @ pcs.T) @ pcs
@@ -124,11 +122,10 @@ def split_half_cosines(
     *,
     neutral_pcs: torch.Tensor | None = None,
     seed: int = 0,
-    whiten: str = "none",
-    shrinkage: float = 0.5,
+    whitening: Whitening = NO_WHITENING,
 ) -> dict[int, float]:
-    """Cosine between the two halves' vectors (:func:`half_vectors`, the artifact's method
-    ``whiten`` / ``shrinkage``), per emotion row that has both halves.
+    """Cosine between the two halves' vectors (:func:`half_vectors`, the artifact's
+    ``whitening``), per emotion row that has both halves.
 
     ``activations`` is [N, H] (one layer).
     """
@@ -137,17 +134,10 @@ def split_half_cosines(
         labels,
         neutral_pcs=neutral_pcs,
         seed=seed,
-        whiten=whiten,
-        shrinkage=shrinkage,
+        whitening=whitening,
     )
     cosines = (first * second).sum(dim=-1)
     return {e: float(c) for e, c in zip(present, cosines.tolist(), strict=True)}
-
-
-def method_json(whiten: str, shrinkage: float) -> dict:
-    """How the halves were built, for a report: ``{"whiten", "shrinkage"}`` (the shrinkage is
-    ``None`` for ``"none"``, where it plays no part)."""
-    return {"whiten": whiten, "shrinkage": None if whiten == "none" else shrinkage}
 
 
 def summarise(cosines: dict[int, float], emotions: list[str]) -> dict:
