@@ -71,7 +71,7 @@ CANDIDATE_RULE = (
 
 def groups() -> dict[str, list]:
     """The texts of each capture group, in a fixed order (labels are saved beside them)."""
-    stories = [s for s in load_stories() if s.emotion in TRANSFER_EMOTIONS]
+    stories = [s for s in load_stories() if s.emotion in TRANSFER_EMOTIONS and s.form == "story"]
     transfer = load_transfer()
     return {
         "train": [s for s in stories if s.split == "train"],
@@ -123,20 +123,27 @@ def search_data(out: Path, transfer_group: str) -> SearchData:
 def candidate_texts() -> dict[str, list[dict]]:
     """The candidate texts, aligned with ``groups()["train"]``.
 
-    ``mixed``: each emotion's 12 mixed-form records (file order); ``twins``: for every train
-    story in ``groups()`` order, its neutral twin.
+    ``mixed``: each emotion's 12 texts in other forms, now in the corpus (emotions in
+    :data:`TRANSFER_EMOTIONS` order, file order within); ``twins``: for every train story in
+    ``groups()`` order, its neutral twin (``data/candidates/neutral_twins``).
     """
     from affectlens.corpus.concepts import package_data_dir
 
-    folder = package_data_dir() / "candidates"
+    folder = package_data_dir() / "candidates" / "neutral_twins"
 
-    def read(kind: str, emotion: str) -> list[dict]:
-        path = folder / kind / f"{emotion}.jsonl"
+    def read(emotion: str) -> list[dict]:
+        path = folder / f"{emotion}.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     emotions = list(TRANSFER_EMOTIONS)
-    mixed = [record for e in emotions for record in read("mixed_forms", e)]
-    twins_of = {e: {r["twin_of"]: r for r in read("neutral_twins", e)} for e in emotions}
+    others = [s for s in load_stories() if s.form != "story"]
+    mixed = [
+        {"emotion": s.emotion, "form": s.form, "text": s.text}
+        for e in emotions
+        for s in others
+        if s.emotion == e
+    ]
+    twins_of = {e: {r["twin_of"]: r for r in read(e)} for e in emotions}
     seen: dict[str, int] = {}
     twins = []
     for story in groups()["train"]:

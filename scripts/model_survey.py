@@ -8,7 +8,7 @@
 ``capture`` reads, once per text, the model at the given layers (every pooling of
 :func:`affectlens.experiments.method_search.capture_poolings`, cached; a rerun resumes):
 
-- ``train``: the first ``--per-emotion`` train stories of each of the 171 emotions, and all
+- ``train``: the first ``--per-emotion`` train stories (third-person stories only) of each of the 171 emotions, and all
   12 of each of the 24 transfer emotions (so the transfer figures use the same stories as
   ``scripts/method_search.py``);
 - ``neutral``: every third neutral passage; ``stories_test``: the 24 emotions' test stories;
@@ -69,7 +69,7 @@ def train_stories(per_emotion: int) -> list:
     taken: dict[str, int] = defaultdict(int)
     out = []
     for story in load_stories():
-        if story.split != "train":
+        if story.split != "train" or story.form != "story":
             continue
         cap = None if story.emotion in TRANSFER_EMOTIONS else per_emotion
         if cap is None or taken[story.emotion] < cap:

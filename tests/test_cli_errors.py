@@ -255,6 +255,8 @@ def test_bad_neutral_corpus(emo_model_dir, inputs, out, tmp_path, capsys, conten
         (["--neutral-variance", "1.5"], "--neutral-variance must be in (0, 1]"),
         (["--whiten-shrinkage", "-0.5"], "--whiten-shrinkage must be in [0, 1]"),
         (["--whiten-shrinkage", "2"], "--whiten-shrinkage must be in [0, 1]"),
+        (["--forms", "story,poem"], "forms must be some of story, first_person, second_person"),
+        (["--forms", "dialogue"], "the corpus has no training stories"),
     ],
 )
 def test_bad_extract_options(emo_model_dir, inputs, out, tmp_path, capsys, extra, message):

@@ -317,6 +317,39 @@ def test_quota_is_checked_only_for_the_named_emotions(tmp_path, concepts):
     assert not any(p.startswith("afraid") for p in everything)
 
 
+def test_texts_in_other_forms_load_train_only_and_do_not_count_towards_the_quota(tmp_path, afraid):
+    mixed = [
+        {**record(filler(f"m{i}"), topic="cooking"), "form": form}
+        for i, form in enumerate(("first_person", "second_person", "dialogue"))
+    ]
+    records = full_group("afraid")
+    path = write_jsonl(tmp_path / "afraid.jsonl", records + mixed)
+    loaded = load_stories(path)
+    assert [s.form for s in loaded] == ["story"] * 15 + [
+        "first_person",
+        "second_person",
+        "dialogue",
+    ]
+    assert problems_in(path, {"afraid": afraid}) == []
+    # twelve train texts, but only eleven of them stories: below the story quota
+    del records[0]
+    path = write_jsonl(tmp_path / "afraid.jsonl", records + mixed)
+    assert problems_in(path, {"afraid": afraid}) == [
+        "afraid: 11 train stories, below the quota of 12"
+    ]
+    # a text in another form is never held out (the test split is stories only)
+    path = write_jsonl(
+        tmp_path / "afraid.jsonl", full_group("afraid") + [{**mixed[0], "split": "test"}]
+    )
+    assert problems_in(path, {"afraid": afraid}) == [
+        "afraid.jsonl:16: a first_person text must be in the train split"
+    ]
+    # and a mixed-form text that opens like a story of its emotion is caught like a story
+    copy = {**mixed[1], "text": records[3]["text"]}
+    path = write_jsonl(tmp_path / "afraid.jsonl", full_group("afraid") + [copy])
+    assert any("near-duplicate" in p for p in problems_in(path, {"afraid": afraid}))
+
+
 def test_loader_rejects_bad_records(tmp_path):
     bad_split = write_jsonl(tmp_path / "a.jsonl", [record(filler("a"), split="dev")])
     with pytest.raises(AffectlensError, match=r"a\.jsonl:1: split must be"):
@@ -324,6 +357,9 @@ def test_loader_rejects_bad_records(tmp_path):
     no_text = write_jsonl(tmp_path / "b.jsonl", [{"emotion": "afraid", "split": "train"}])
     with pytest.raises(AffectlensError, match=r"b\.jsonl:1: story record lacks 'text'"):
         load_stories(no_text)
+    bad_form = write_jsonl(tmp_path / "c.jsonl", [{**record(filler("c")), "form": "poem"}])
+    with pytest.raises(AffectlensError, match=r"c\.jsonl:1: form must be one of story, "):
+        load_stories(bad_form)
 
 
 # --- The shipped corpus ------------------------------------------------------------------------
@@ -352,7 +388,8 @@ def test_shipped_corpus_breaks_no_rule(shipped, concepts):
 def test_shipped_stories_sit_in_their_emotion_file_with_guide_topics(shipped):
     misplaced = [s.source for s in shipped if s.source.split(":")[0] != f"{slug(s.emotion)}.jsonl"]
     assert misplaced == []
-    assert {s.topic for s in shipped} <= set(TOPICS)
+    # stories keep to the guide's topics; texts in other forms may take any everyday topic
+    assert {s.topic for s in shipped if s.form == "story"} <= set(TOPICS)
 
 
 # --- ``affectlens corpus check`` ---------------------------------------------------------------

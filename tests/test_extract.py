@@ -1,6 +1,7 @@
 """Emotion-vector extraction on a tiny synthetic corpus and tiny random models."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -291,6 +292,32 @@ def test_a_checkpoint_from_before_whitening_resumes_only_unwhitened(
     )  # fmt: skip
     assert torch.equal(resumed.vectors, reference.vectors)
     assert torch.equal(resumed.raw_means, reference.raw_means)
+
+
+def test_forms_choose_the_training_texts_and_are_recorded(emo_model, corpus):
+    stories, neutral = corpus
+    others = [
+        Story(s.emotion, "train", "t", f"{form}: " + s.text, form=form)
+        for s in stories
+        if s.split == "train"
+        for form in ("first_person", "dialogue")
+    ]
+    settings = ExtractionSettings(start_token=3, batch_size=2)
+    mixed = extract_vectors(emo_model, stories + others, neutral, settings, show_progress=False)
+    trained = sum(s.split == "train" for s in stories)
+    assert mixed.provenance["texts_per_form"] == {
+        "story": trained, "first_person": trained, "dialogue": trained
+    }  # fmt: skip
+    only = replace(settings, forms=("story",))
+    stories_only = extract_vectors(emo_model, stories + others, neutral, only, show_progress=False)
+    plain = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
+    assert stories_only.provenance["texts_per_form"] == {"story": trained}
+    assert list(stories_only.provenance["settings"]["forms"]) == ["story"]
+    assert torch.equal(stories_only.vectors, plain.vectors)
+    assert not torch.allclose(mixed.vectors, plain.vectors)
+    for bad in (("poem",), ()):
+        with pytest.raises(AffectlensError, match="forms must be some of story"):
+            ExtractionSettings(forms=bad)
 
 
 def test_too_few_stories_raises(emo_model):

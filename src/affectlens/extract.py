@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from affectlens.capture import capture_residuals, run_captured
-from affectlens.corpus.stories import NeutralPassage, Story
+from affectlens.corpus.stories import FORMS, NeutralPassage, Story
 from affectlens.errors import AffectlensError
 from affectlens.masks import outlier_mask, position_mask
 from affectlens.models.chat import encode, format_chat
@@ -50,6 +51,8 @@ class ExtractionSettings:
 
     ``whiten`` is ``"within"`` (whiten by the within-emotion covariance of the story means,
     shrunk by ``whiten_shrinkage`` in [0, 1]) or ``"none"`` (the method before whitening).
+    ``forms`` restricts training to texts of those :data:`~affectlens.corpus.stories.FORMS`
+    (``None``: every form in the corpus; ``("story",)``: the corpus before mixed forms).
     """
 
     layers: tuple[int, ...] | None = None
@@ -63,9 +66,16 @@ class ExtractionSettings:
     checkpoint_every: int = 20
     whiten: str = "within"
     whiten_shrinkage: float = 0.5
+    forms: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_whitening(self.whiten, self.whiten_shrinkage)
+        if self.forms is not None:
+            unknown = [f for f in self.forms if f not in FORMS]
+            if unknown or not self.forms:
+                raise AffectlensError(
+                    f"forms must be some of {', '.join(FORMS)}, not {', '.join(unknown) or 'none'}"
+                )
 
     @property
     def method(self) -> str:
@@ -236,10 +246,11 @@ def corpus_hash(stories: list[Story], neutral: list[NeutralPassage]) -> str:
 def select_training_stories(
     stories: list[Story], settings: ExtractionSettings
 ) -> dict[str, list[Story]]:
-    """Train stories per emotion (capped), refusing an empty corpus or a thin emotion."""
+    """Train texts per emotion (of ``settings.forms``; capped), refusing an empty corpus or a
+    thin emotion."""
     by_emotion: dict[str, list[Story]] = {}
     for story in stories:
-        if story.split == "train":
+        if story.split == "train" and (settings.forms is None or story.form in settings.forms):
             by_emotion.setdefault(story.emotion, []).append(story)
     if not by_emotion:
         raise AffectlensError("the corpus has no training stories")
@@ -285,6 +296,7 @@ def checkpoint_identity(fingerprint: str, settings: ExtractionSettings, layers: 
     ``whiten="none"`` (the method it was computing).
     """
     fields = asdict(settings)
+    del fields["forms"]  # which texts were read is in the corpus fingerprint
     if settings.whiten == "none":
         del fields["whiten"], fields["whiten_shrinkage"]
     return {"corpus": fingerprint, "settings": fields, "layers": layers}
@@ -413,6 +425,7 @@ def extract_vectors(
             "model": model_provenance(model),
             "corpus_sha256": fingerprint,
             "stories_per_emotion": {e: len(g) for e, g in grouped.items()},
+            "texts_per_form": dict(Counter(s.form for s in used)),
             "neutral_passages": len(neutral),
             "settings": asdict(settings),
             "method": settings.method,

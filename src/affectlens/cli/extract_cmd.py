@@ -23,7 +23,7 @@ from affectlens.cli.options import (
 )
 from affectlens.cli.vector_options import load_fitting_model
 from affectlens.control_vector import export_control_vector
-from affectlens.corpus.stories import load_neutral, load_stories
+from affectlens.corpus.stories import FORMS, load_neutral, load_stories
 from affectlens.errors import AffectlensError
 from affectlens.extract import (
     ExtractionSettings,
@@ -56,6 +56,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     extract.add_argument(
         "--emotions", help="comma-separated subset of emotions (default: all in the corpus)"
+    )
+    extract.add_argument(
+        "--forms",
+        help=f"comma-separated text forms to train on, of {', '.join(FORMS)} (default: every "
+        "form in the corpus; 'story' gives the vectors of the corpus before mixed forms)",
     )
     extract.add_argument("--start-token", type=int, default=20, help="first token averaged")
     extract.add_argument(
@@ -201,6 +206,7 @@ def _extract(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         whiten=args.whiten,
         whiten_shrinkage=args.whiten_shrinkage,
+        forms=tuple(f.strip() for f in args.forms.split(",")) if args.forms else None,
     )
     select_training_stories(stories, settings)  # a thin or test-only corpus fails before loading
     neutral = _scaled_neutral(args, neutral, stories, settings)

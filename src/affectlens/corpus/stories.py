@@ -12,17 +12,26 @@ from affectlens.corpus.concepts import package_data_dir
 from affectlens.errors import AffectlensError
 
 Split = Literal["train", "test"]
+FORMS = ("story", "first_person", "second_person", "dialogue")
+"""The forms a corpus text can take: a third-person ``story`` (the paper's kind and every test
+text), a past-tense ``first_person`` account, a present-tense ``second_person`` scenario, or a
+``dialogue`` of ``Name: ...`` turns. Training on all of them makes the vectors transfer out of
+the story genre (issue 16)."""
 
 
 @dataclass(frozen=True)
 class Story:
-    """One story in which a character feels ``emotion``; ``source`` is ``file:line``."""
+    """One text in which a character feels ``emotion``; ``source`` is ``file:line``.
+
+    ``form`` is one of :data:`FORMS` (records without one are third-person stories).
+    """
 
     emotion: str
     split: Split
     topic: str
     text: str
     source: str = ""
+    form: str = "story"
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,11 @@ def load_stories(path: Path | None = None) -> list[Story]:
             split = record["split"]
             if split not in ("train", "test"):
                 raise AffectlensError(f"{where}: split must be 'train' or 'test', not {split!r}")
+            form = record.get("form", "story")
+            if form not in FORMS:
+                raise AffectlensError(
+                    f"{where}: form must be one of {', '.join(FORMS)}, not {form!r}"
+                )
             stories.append(
                 Story(
                     emotion=str(record["emotion"]),
@@ -84,6 +98,7 @@ def load_stories(path: Path | None = None) -> list[Story]:
                     topic=str(record.get("topic", "")),
                     text=str(record["text"]),
                     source=where,
+                    form=form,
                 )
             )
         except KeyError as exc:

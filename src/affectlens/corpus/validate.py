@@ -69,6 +69,8 @@ def check_story(story: Story, concept: Concept) -> list[Problem]:
     hit = concept.forbidden_pattern().search(story.text)
     if hit:
         problems.append(Problem(story.source, f"forbidden word {hit.group(0)!r} ({story.emotion})"))
+    if story.form != "story" and story.split != "train":
+        problems.append(Problem(story.source, f"a {story.form} text must be in the train split"))
     count = len(words(story.text))
     if not MIN_WORDS <= count <= MAX_WORDS:
         problems.append(
@@ -82,9 +84,13 @@ def check_story(story: Story, concept: Concept) -> list[Problem]:
 def check_emotion_group(
     emotion: str, stories: list[Story], *, quota: dict[str, int]
 ) -> list[Problem]:
-    """Quota, topic variety, repeated openings and near-duplicates within one emotion."""
+    """Quota, topic variety, repeated openings and near-duplicates within one emotion.
+
+    The quota counts third-person stories (``form == "story"``, the test split's only form);
+    texts in other forms are checked for openings and duplicates against them.
+    """
     problems = []
-    counts = Counter(s.split for s in stories)
+    counts = Counter(s.split for s in stories if s.form == "story")
     for split, needed in quota.items():
         if counts[split] < needed:
             problems.append(

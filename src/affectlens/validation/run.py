@@ -189,12 +189,15 @@ def train_checks(
 ) -> tuple[dict, dict]:
     """Split-half stability and the cross-half PCA, from one read of the train sample.
 
-    Both rebuild each half's vectors by the artifact's method (:func:`half_method`) and
-    record it. ``ratings`` (emotion -> (valence, arousal)) adds each cross-half axis's |r| with
-    them.
+    Both rebuild each half's vectors by the artifact's method (:func:`half_method`), from the
+    text forms it was trained on, and record it. ``ratings`` (emotion -> (valence, arousal))
+    adds each cross-half axis's |r| with them.
     """
     emotions = vectors.emotions
     whitening = half_method(vectors)
+    forms = (vectors.provenance.get("settings") or {}).get("forms")
+    if forms:
+        stories = [s for s in stories if s.form in forms]
     sample = train_sample(stories, emotions, options.stability_stories)
     neutral_pcs = vectors.neutral_pcs.get(layer)
     try:
