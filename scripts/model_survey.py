@@ -8,9 +8,9 @@
 ``capture`` reads, once per text, the model at the given layers (every pooling of
 :func:`affectlens.experiments.method_search.capture_poolings`, cached; a rerun resumes):
 
-- ``train``: the first ``--per-emotion`` train stories (third-person stories only) of each of the 171 emotions, and all
-  12 of each of the 24 transfer emotions (so the transfer figures use the same stories as
-  ``scripts/method_search.py``);
+- ``train``: the first ``--per-emotion`` train stories (third-person stories only) of each of
+  the 171 emotions, and all 12 of each of the 24 transfer emotions (so the transfer figures use
+  the same stories as ``scripts/method_search.py``);
 - ``neutral``: every third neutral passage; ``stories_test``: the 24 emotions' test stories;
 - ``dev``: the transfer set's development split (the test split is not read).
 
