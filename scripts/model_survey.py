@@ -14,6 +14,10 @@
 - ``neutral``: every third neutral passage; ``stories_test``: the 24 emotions' test stories;
 - ``dev``: the transfer set's development split (the test split is not read).
 
+With ``--geometry-only`` only ``train`` (``--per-emotion`` stories of every emotion, the
+transfer emotions included) and ``neutral`` are read, and ``report`` gives the geometry alone:
+the way to survey a model too slow on this CPU for the transfer texts.
+
 ``report`` builds, offline, the unwhitened method (``from20/nv0.5/none``) and today's default
 (``from20/nv0.5/within@0.5``) at each layer, and writes ``survey.json`` and ``survey.md``:
 
@@ -64,22 +68,29 @@ NEUTRAL_EVERY = 3
 NORMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "Ratings_Warriner_et_al.csv"
 
 
-def train_stories(per_emotion: int) -> list:
-    """All 12 train stories of the 24 transfer emotions, the first ``per_emotion`` of the rest."""
+def train_stories(per_emotion: int, geometry_only: bool = False) -> list:
+    """All 12 train stories of the 24 transfer emotions (unless ``geometry_only``), the first
+    ``per_emotion`` of the rest."""
     taken: dict[str, int] = defaultdict(int)
     out = []
     for story in load_stories():
         if story.split != "train" or story.form != "story":
             continue
-        cap = None if story.emotion in TRANSFER_EMOTIONS else per_emotion
+        full = story.emotion in TRANSFER_EMOTIONS and not geometry_only
+        cap = None if full else per_emotion
         if cap is None or taken[story.emotion] < cap:
             taken[story.emotion] += 1
             out.append(story)
     return out
 
 
-def groups(per_emotion: int) -> dict[str, list]:
+def groups(per_emotion: int, geometry_only: bool = False) -> dict[str, list]:
     """The texts of each capture group, in a fixed order."""
+    if geometry_only:
+        return {
+            "train": train_stories(per_emotion, geometry_only=True),
+            "neutral": load_neutral()[::NEUTRAL_EVERY],
+        }
     return {
         "train": train_stories(per_emotion),
         "neutral": load_neutral()[::NEUTRAL_EVERY],
@@ -90,43 +101,58 @@ def groups(per_emotion: int) -> dict[str, list]:
     }
 
 
-def capture(model_spec: str, layers: list[int], per_emotion: int, out: Path) -> None:
+def capture(
+    model_spec: str, layers: list[int], per_emotion: int, out: Path, geometry_only: bool
+) -> None:
     from affectlens.cli.progress_bars import render_progress
     from affectlens.models import load_model
 
     model = load_model(model_spec)
     settings = ExtractionSettings()
     with use_progress(render_progress):
-        for name, items in groups(per_emotion).items():
+        for name, items in groups(per_emotion, geometry_only).items():
             texts = neutral_texts(model, items) if name == "neutral" else [t.text for t in items]
             capture_poolings(model, texts, layers, out / name, settings=settings, description=name)
             print(f"captured {name}: {len(texts)} texts", file=sys.stderr, flush=True)
-    meta = {"model": model_spec, "layers": layers, "per_emotion": per_emotion}
+    meta = {
+        "model": model_spec,
+        "layers": layers,
+        "per_emotion": per_emotion,
+        "geometry_only": geometry_only,
+    }
     (out / "survey_capture.json").write_text(json.dumps(meta))
 
 
+def _meta(out: Path) -> dict:
+    meta = json.loads((out / "survey_capture.json").read_text())
+    meta.setdefault("geometry_only", False)
+    return meta
+
+
 def _data(out: Path, keep: list[int], emotions: list[str], train: list) -> SearchData:
-    captures = {name: load_captures(out / name) for name in ("neutral", "stories_test", "dev")}
+    meta = _meta(out)
+    texts = groups(meta["per_emotion"], meta["geometry_only"])
+    captures = {name: load_captures(out / name) for name in texts if name != "train"}
     full = load_captures(out / "train")
     captures["train"] = {pooling: rows[keep] for pooling, rows in full.items()}
-    meta = json.loads((out / "survey_capture.json").read_text())
-    texts = groups(meta["per_emotion"])
     return SearchData(
         captures=captures,
         layers=meta["layers"],
         emotions=emotions,
         train_labels=torch.tensor([emotions.index(train[i].emotion) for i in keep]),
         test_labels=[
-            emotions.index(s.emotion) for s in texts["stories_test"] if s.emotion in emotions
+            emotions.index(s.emotion)
+            for s in texts.get("stories_test", [])
+            if s.emotion in emotions
         ],
-        transfer={"dev": texts["dev"]},
+        transfer={"dev": texts["dev"]} if "dev" in texts else {},
     )
 
 
 def geometry_data(out: Path) -> SearchData:
     """All 171 emotions, ``per_emotion`` stories each."""
-    meta = json.loads((out / "survey_capture.json").read_text())
-    train = groups(meta["per_emotion"])["train"]
+    meta = _meta(out)
+    train = groups(meta["per_emotion"], meta["geometry_only"])["train"]
     seen: dict[str, int] = defaultdict(int)
     keep = []
     for i, story in enumerate(train):
@@ -188,19 +214,21 @@ def _rate(entry: dict) -> str:
 
 def report(out: Path, norms_path: Path) -> None:
     norms = load_norms(norms_path)
-    meta = json.loads((out / "survey_capture.json").read_text())
-    geo, trans = geometry_data(out), transfer_data(out)
+    meta = _meta(out)
+    geo = geometry_data(out)
+    trans = None if meta["geometry_only"] else transfer_data(out)
     result: dict = {"capture": meta, "geometry": [], "transfer": []}
     for method in METHODS:
         for column in range(len(geo.layers)):
             result["geometry"].append(geometry_row(geo, method, column, norms))
-            row = summary_row(method, trans.layers[column], score_method(trans, method, column))
-            result["transfer"].append(row)
+            if trans is not None:
+                scores = score_method(trans, method, column)
+                result["transfer"].append(summary_row(method, trans.layers[column], scores))
             print(f"done {method.name} L{geo.layers[column]}", file=sys.stderr, flush=True)
     (out / "survey.json").write_text(json.dumps(result, indent=1))
     lines = [
-        f"# {meta['model']}: {meta['per_emotion']} stories per emotion (geometry, 171 emotions),"
-        " 12 per transfer emotion (transfer, 24 emotions)",
+        f"# {meta['model']}: {meta['per_emotion']} stories per emotion (geometry, 171 emotions)"
+        + ("" if trans is None else ", 12 per transfer emotion (transfer, 24 emotions)"),
         "",
         "| method | layer | var PC1-3 | PC1~valence r | PC2~arousal r | PC1~arousal r "
         "| valence best PC (abs r) | arousal best PC (abs r) | basic antonyms > 0 |",
@@ -215,6 +243,10 @@ def report(out: Path, norms_path: Path) -> None:
             + f" | PC{g['best_pc']['arousal']} ({g['best_abs_r']['arousal']:.2f})"
             + f" | {', '.join(g['positive_basic']) or 'none'} |"
         )
+    if trans is None:
+        (out / "survey.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     n_dev = result["transfer"][0]["basic6/pooled"]["n"]
     lines += [
         "",
@@ -239,9 +271,9 @@ def dose(out: Path) -> None:
     from affectlens.experiments.dose import DEFAULT_TEMPLATES, run_dose
     from affectlens.models import load_model
 
-    meta = json.loads((out / "survey_capture.json").read_text())
+    meta = _meta(out)
     model = load_model(meta["model"])
-    data = transfer_data(out)
+    data = geometry_data(out) if meta["geometry_only"] else transfer_data(out)
     rows = []
     for method in METHODS:
         for column, layer in enumerate(data.layers):
@@ -266,10 +298,11 @@ def main() -> None:
     parser.add_argument("--layers", default="6,10,14,18")
     parser.add_argument("--per-emotion", type=int, default=4)
     parser.add_argument("--norms", type=Path, default=NORMS)
+    parser.add_argument("--geometry-only", action="store_true")
     args = parser.parse_args()
     if args.step == "capture":
         layers = [int(x) for x in args.layers.split(",")]
-        capture(args.model, layers, args.per_emotion, args.out)
+        capture(args.model, layers, args.per_emotion, args.out, args.geometry_only)
     elif args.step == "dose":
         dose(args.out)
     else:
