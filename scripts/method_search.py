@@ -123,27 +123,25 @@ def search_data(out: Path, transfer_group: str) -> SearchData:
 def candidate_texts() -> dict[str, list[dict]]:
     """The candidate texts, aligned with ``groups()["train"]``.
 
-    ``mixed``: each emotion's 12 texts in other forms, now in the corpus (emotions in
-    :data:`TRANSFER_EMOTIONS` order, file order within); ``twins``: for every train story in
+    ``mixed``: each emotion's 12 texts in other forms (``data/candidates/mixed_forms``, emotions
+    in :data:`TRANSFER_EMOTIONS` order, file order within); ``twins``: for every train story in
     ``groups()`` order, its neutral twin (``data/candidates/neutral_twins``).
     """
     from affectlens.corpus.concepts import package_data_dir
 
-    folder = package_data_dir() / "candidates" / "neutral_twins"
-
-    def read(emotion: str) -> list[dict]:
-        path = folder / f"{emotion}.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
+    folder = package_data_dir() / "candidates"
     emotions = list(TRANSFER_EMOTIONS)
-    others = [s for s in load_stories() if s.form != "story"]
     mixed = [
         {"emotion": s.emotion, "form": s.form, "text": s.text}
         for e in emotions
-        for s in others
-        if s.emotion == e
+        for s in load_stories(folder / "mixed_forms" / f"{e}.jsonl")
     ]
-    twins_of = {e: {r["twin_of"]: r for r in read(e)} for e in emotions}
+
+    def twins_file(emotion: str) -> list[dict]:
+        path = folder / "neutral_twins" / f"{emotion}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    twins_of = {e: {r["twin_of"]: r for r in twins_file(e)} for e in emotions}
     seen: dict[str, int] = {}
     twins = []
     for story in groups()["train"]:
@@ -475,35 +473,16 @@ def shrinkage(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "step",
-        choices=[
-            "capture", "search", "summarise", "confirm", "deployable", "shrinkage",
-            "capture-candidates", "candidates", "confirm-candidates", "dose-candidates",
-        ],
-    )  # fmt: skip
+    steps = {
+        "capture": capture, "search": run_search, "summarise": summarise, "confirm": confirm,
+        "deployable": deployable, "shrinkage": shrinkage,
+        "capture-candidates": capture_candidates, "candidates": run_candidates,
+        "confirm-candidates": confirm_candidates, "dose-candidates": dose_candidates,
+    }  # fmt: skip
+    parser.add_argument("step", choices=list(steps))
     parser.add_argument("--out", type=Path, default=Path("runs/method_search"))
     args = parser.parse_args()
-    if args.step == "capture":
-        capture(args.out)
-    elif args.step == "search":
-        run_search(args.out)
-    elif args.step == "summarise":
-        summarise(args.out)
-    elif args.step == "shrinkage":
-        shrinkage(args.out)
-    elif args.step == "deployable":
-        deployable(args.out)
-    elif args.step == "capture-candidates":
-        capture_candidates(args.out)
-    elif args.step == "candidates":
-        run_candidates(args.out)
-    elif args.step == "confirm-candidates":
-        confirm_candidates(args.out)
-    elif args.step == "dose-candidates":
-        dose_candidates(args.out)
-    else:
-        confirm(args.out)
+    steps[args.step](args.out)
 
 
 if __name__ == "__main__":
