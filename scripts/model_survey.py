@@ -39,7 +39,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,18 +123,26 @@ def capture(
     (out / "survey_capture.json").write_text(json.dumps(meta))
 
 
-def _meta(out: Path) -> dict:
+@dataclass(frozen=True)
+class Survey:
+    """A finished capture folder, read once: its settings, texts and captures."""
+
+    meta: dict
+    texts: dict[str, list]
+    captures: dict[str, dict[str, torch.Tensor]]
+
+
+def load_survey(out: Path) -> Survey:
     meta = json.loads((out / "survey_capture.json").read_text())
     meta.setdefault("geometry_only", False)
-    return meta
-
-
-def _data(out: Path, keep: list[int], emotions: list[str], train: list) -> SearchData:
-    meta = _meta(out)
     texts = groups(meta["per_emotion"], meta["geometry_only"])
-    captures = {name: load_captures(out / name) for name in texts if name != "train"}
-    full = load_captures(out / "train")
-    captures["train"] = {pooling: rows[keep] for pooling, rows in full.items()}
+    return Survey(meta, texts, {name: load_captures(out / name) for name in texts})
+
+
+def _data(survey: Survey, keep: list[int], emotions: list[str]) -> SearchData:
+    meta, texts, train = survey.meta, survey.texts, survey.texts["train"]
+    captures = dict(survey.captures)
+    captures["train"] = {pooling: rows[keep] for pooling, rows in captures["train"].items()}
     return SearchData(
         captures=captures,
         layers=meta["layers"],
@@ -149,26 +157,22 @@ def _data(out: Path, keep: list[int], emotions: list[str], train: list) -> Searc
     )
 
 
-def geometry_data(out: Path) -> SearchData:
+def geometry_data(survey: Survey) -> SearchData:
     """All 171 emotions, ``per_emotion`` stories each."""
-    meta = _meta(out)
-    train = groups(meta["per_emotion"], meta["geometry_only"])["train"]
     seen: dict[str, int] = defaultdict(int)
     keep = []
-    for i, story in enumerate(train):
-        if seen[story.emotion] < meta["per_emotion"]:
+    for i, story in enumerate(survey.texts["train"]):
+        if seen[story.emotion] < survey.meta["per_emotion"]:
             seen[story.emotion] += 1
             keep.append(i)
-    emotions = sorted(seen)
-    return _data(out, keep, emotions, train)
+    return _data(survey, keep, sorted(seen))
 
 
-def transfer_data(out: Path) -> SearchData:
+def transfer_data(survey: Survey) -> SearchData:
     """The 24 transfer emotions, all 12 stories each (as ``scripts/method_search.py``)."""
-    meta = json.loads((out / "survey_capture.json").read_text())
-    train = groups(meta["per_emotion"])["train"]
+    train = survey.texts["train"]
     keep = [i for i, s in enumerate(train) if s.emotion in TRANSFER_EMOTIONS]
-    return _data(out, keep, list(TRANSFER_EMOTIONS), train)
+    return _data(survey, keep, list(TRANSFER_EMOTIONS))
 
 
 def geometry_row(data: SearchData, method: Method, column: int, norms) -> dict:
@@ -214,9 +218,10 @@ def _rate(entry: dict) -> str:
 
 def report(out: Path, norms_path: Path) -> None:
     norms = load_norms(norms_path)
-    meta = _meta(out)
-    geo = geometry_data(out)
-    trans = None if meta["geometry_only"] else transfer_data(out)
+    survey = load_survey(out)
+    meta = survey.meta
+    geo = geometry_data(survey)
+    trans = None if meta["geometry_only"] else transfer_data(survey)
     result: dict = {"capture": meta, "geometry": [], "transfer": []}
     for method in METHODS:
         for column in range(len(geo.layers)):
@@ -271,9 +276,10 @@ def dose(out: Path) -> None:
     from affectlens.experiments.dose import DEFAULT_TEMPLATES, run_dose
     from affectlens.models import load_model
 
-    meta = _meta(out)
+    survey = load_survey(out)
+    meta = survey.meta
     model = load_model(meta["model"])
-    data = geometry_data(out) if meta["geometry_only"] else transfer_data(out)
+    data = geometry_data(survey) if meta["geometry_only"] else transfer_data(survey)
     rows = []
     for method in METHODS:
         for column, layer in enumerate(data.layers):
