@@ -143,6 +143,28 @@ def test_project_out_removes_span():
     torch.testing.assert_close(project_out(cleaned, components), cleaned)
 
 
+def interrupt_extraction(
+    monkeypatch, model, stories, neutral, settings, checkpoint, *, at, error=KeyboardInterrupt
+):
+    """Run an extraction that raises ``error`` at its ``at``-th batch, so ``checkpoint`` holds
+    the batches before it; the real batch reader is restored afterwards."""
+    real = extract_module.batch_means
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "batch_means", failing)
+    with pytest.raises(error):
+        extract_vectors(
+            model, stories, neutral, settings, checkpoint=checkpoint, show_progress=False
+        )
+    monkeypatch.setattr(extract_module, "batch_means", real)
+
+
 @pytest.mark.parametrize("whiten", ["within", "none"])
 def test_resume_after_interruption_gives_identical_vectors(
     emo_model, corpus, tmp_path, monkeypatch, whiten
@@ -156,20 +178,7 @@ def test_resume_after_interruption_gives_identical_vectors(
     assert story_batches >= 4
 
     checkpoint = tmp_path / "not-yet-made" / "ck.pt"  # the folder is created when needed
-    real = extract_module.batch_means
-    calls = {"n": 0}
-
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(extract_module, "batch_means", failing)
-    with pytest.raises(KeyboardInterrupt):
-        extract_vectors(
-            emo_model, stories, neutral, settings, checkpoint=checkpoint, show_progress=False
-        )
+    interrupt_extraction(monkeypatch, emo_model, stories, neutral, settings, checkpoint, at=3)
     assert checkpoint.exists()
     with safe_open(str(checkpoint), framework="pt") as handle:  # safetensors, no pickle
         assert handle.metadata()["batches_done"] == "2"
@@ -178,6 +187,7 @@ def test_resume_after_interruption_gives_identical_vectors(
     assert ("scatter.outer" in names) == (whiten == "within")
 
     counted = {"n": 0}
+    real = extract_module.batch_means
 
     def counting(*args, **kwargs):
         counted["n"] += 1
@@ -209,21 +219,9 @@ def test_resume_refuses_checkpoint_of_other_settings(emo_model, corpus, tmp_path
     stories, neutral = corpus
     checkpoint = tmp_path / "ck.pt"
     settings = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1)
-    real = extract_module.batch_means
-    calls = {"n": 0}
-
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("interrupted")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(extract_module, "batch_means", failing)
-    with pytest.raises(RuntimeError):
-        extract_vectors(
-            emo_model, stories, neutral, settings, checkpoint=checkpoint, show_progress=False
-        )
-    monkeypatch.setattr(extract_module, "batch_means", real)
+    interrupt_extraction(
+        monkeypatch, emo_model, stories, neutral, settings, checkpoint, at=2, error=RuntimeError
+    )
     other = ExtractionSettings(start_token=4, batch_size=2, checkpoint_every=1)
     with pytest.raises(AffectlensError, match="another corpus or settings"):
         extract_vectors(
@@ -261,21 +259,7 @@ def test_a_checkpoint_from_before_whitening_resumes_only_unwhitened(
     settings = ExtractionSettings(start_token=3, batch_size=2, checkpoint_every=1, whiten="none")
     reference = extract_vectors(emo_model, stories, neutral, settings, show_progress=False)
     checkpoint = tmp_path / "ck.pt"
-    real = extract_module.batch_means
-    calls = {"n": 0}
-
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(extract_module, "batch_means", failing)
-    with pytest.raises(KeyboardInterrupt):
-        extract_vectors(
-            emo_model, stories, neutral, settings, checkpoint=checkpoint, show_progress=False
-        )
-    monkeypatch.setattr(extract_module, "batch_means", real)
+    interrupt_extraction(monkeypatch, emo_model, stories, neutral, settings, checkpoint, at=3)
     with safe_open(str(checkpoint), framework="pt") as handle:
         identity = json.loads(handle.metadata()["identity"])
     assert tuple(identity["settings"]) == tuple(sorted(PRE_WHITENING_FIELDS))
