@@ -13,15 +13,16 @@ and both transfer splits, keeping every pooling of
 :data:`affectlens.experiments.method_search.POOLINGS` (cached; a rerun resumes). The test
 split is read in the same pass but only ``confirm`` scores it, once, for two methods.
 
-The candidate corpora (``src/affectlens/data/candidates/``, written for this project under the
-corpus rules) are read by ``capture-candidates``: for each of the 24 emotions, 12 texts in
-other forms (first person, second person, dialogue) and a neutral twin of each of the 12 train
-stories (same people, place and activity, no feeling). ``candidates`` scores, on the dev split,
-four training corpora under the unwhitened and the default method: the 12 stories (today),
-6 stories + 6 mixed-form texts (the same count), 12 stories + 12 mixed-form texts, and the
-12 story-minus-twin contrasts (situation content cancels). Its rule (:data:`CANDIDATE_RULE`)
-was fixed before the texts were written; ``confirm-candidates`` scores its winner and the
-default on the test split, once.
+The candidate corpora, written for this project under the corpus rules, are read by
+``capture-candidates``: for each of the 24 emotions, 12 texts in other forms (first person,
+second person, dialogue; since the winner became the default they are part of the corpus,
+``data/stories``, for all 171 emotions) and a neutral twin of each of the 12 train stories
+(same people, place and activity, no feeling; ``src/affectlens/data/candidates/``).
+``candidates`` scores, on the dev split, four training corpora under the unwhitened and the
+default method: the 12 stories (the corpus before), 6 stories + 6 mixed-form texts (the same
+count), 12 stories + 12 mixed-form texts, and the 12 story-minus-twin contrasts (situation content
+cancels). Its rule (:data:`CANDIDATE_RULE`) was fixed before the texts were written;
+``confirm-candidates`` scores its winner and the default on the test split, once.
 """
 
 from __future__ import annotations
@@ -123,18 +124,21 @@ def search_data(out: Path, transfer_group: str) -> SearchData:
 def candidate_texts() -> dict[str, list[dict]]:
     """The candidate texts, aligned with ``groups()["train"]``.
 
-    ``mixed``: each emotion's 12 texts in other forms (``data/candidates/mixed_forms``, emotions
-    in :data:`TRANSFER_EMOTIONS` order, file order within); ``twins``: for every train story in
-    ``groups()`` order, its neutral twin (``data/candidates/neutral_twins``).
+    ``mixed``: each emotion's 12 texts in other forms (the corpus's texts with ``form`` other
+    than ``"story"``, emotions in :data:`TRANSFER_EMOTIONS` order, file order within);
+    ``twins``: for every train story in ``groups()`` order, its neutral twin
+    (``data/candidates/neutral_twins``).
     """
     from affectlens.corpus.concepts import package_data_dir
 
     folder = package_data_dir() / "candidates"
     emotions = list(TRANSFER_EMOTIONS)
+    corpus = [s for s in load_stories() if s.form != "story"]
     mixed = [
         {"emotion": s.emotion, "form": s.form, "text": s.text}
         for e in emotions
-        for s in load_stories(folder / "mixed_forms" / f"{e}.jsonl")
+        for s in corpus
+        if s.emotion == e
     ]
 
     def twins_file(emotion: str) -> list[dict]:

@@ -404,7 +404,8 @@ def test_cli_check_shipped_corpus_passes(capsys, shipped):
 
 def test_cli_check_only_some_emotions(capsys):
     assert main(["corpus", "check", "--only", "afraid, calm", "--quiet"]) == 0
-    assert capsys.readouterr().out == "30 stories, 2 emotions checked, 0 problems\n"
+    # 2 x (15 third-person stories + 12 texts in the other forms)
+    assert capsys.readouterr().out == "54 stories, 2 emotions checked, 0 problems\n"
 
 
 def test_cli_check_bad_file_lists_one_line_per_problem(tmp_path, capsys):

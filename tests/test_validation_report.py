@@ -97,9 +97,9 @@ def test_cli_writes_report_with_every_section(tmp_path, artifact, capsys):
     for entry in cls["per_layer"]:
         assert 0 <= entry["top1"]["low"] <= entry["top1"]["value"] <= entry["top1"]["high"]
         assert entry["cluster"]["value"] >= entry["top1"]["value"]
-    assert results["layer"] == cls["recommended_layer"]
+    assert results["layer"] == results["recommended_layer"]
     recorded = EmotionVectors.load(artifact).provenance["recommended_layer"]
-    assert recorded == cls["recommended_layer"]
+    assert recorded == results["recommended_layer"]
     assert results["geometry"]["matched"] == {e: e for e in EMOTIONS[:4]}
     assert results["geometry"]["unmatched"] == ["angry"]
     assert len(results["geometry"]["by_layer"]) == 3

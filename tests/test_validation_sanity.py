@@ -14,6 +14,7 @@ from affectlens.cli import main
 from affectlens.validation.antonyms import antonym_cosines, positive_pairs
 from affectlens.validation.cross_half import cross_half_pca, cross_half_report
 from affectlens.validation.geometry import pca
+from affectlens.validation.layer_choice import BY_IN_DOMAIN, BY_TRANSFER
 from affectlens.validation.stability import half_vectors
 from conftest import build_emotion_vectors
 
@@ -180,6 +181,9 @@ def test_report_sections_parse_from_the_page(tmp_path, capsys, emo_model, emo_mo
     page = _Tables()
     page.feed((out / "index.html").read_text(encoding="utf-8"))
     layer = str(results["layer"])
+    # the dev half was scored, so it chose the layer (tests/test_layer_choice.py: the rule)
+    assert results["recommendation_rule"] == BY_TRANSFER
+    assert results["layer"] == results["recommended_layer"]
 
     # transfer: dev only, per form and pooled, each cell equal to the JSON
     t = results["transfer"]
@@ -221,6 +225,7 @@ def test_report_sections_parse_from_the_page(tmp_path, capsys, emo_model, emo_mo
     again = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert again["results"]["transfer"]["split"] == "test"
     assert "--transfer-split test" in again["command"]
+    assert again["results"]["recommendation_rule"] == BY_IN_DOMAIN  # never tuned on test
     assert main([*argv, "--no-transfer", "--no-record"]) == 0
     off = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert "skipped" in off["results"]["transfer"]

@@ -143,14 +143,17 @@ def _validate(args: argparse.Namespace) -> int:
     results = validate(vectors, model, stories, norms, options, transfer)
     command = command_line(args)
     out = write_report(results, args.out, command, extra={"vectors": str(args.vectors)})
-    recommended = results["classification"]["recommended_layer"]
+    recommended = results["recommended_layer"]
     if not args.no_record and vectors.provenance.get("recommended_layer") != recommended:
         vectors.provenance["recommended_layer"] = recommended
         vectors.save(args.vectors)
     top1 = results["classification"]["per_layer"]
-    best = max(entry["top1"]["value"] for entry in top1)
+    best = max(top1, key=lambda entry: entry["top1"]["value"])
+    at = next(entry for entry in top1 if entry["layer"] == recommended)
     print(
-        f"best held-out top-1 {best:.3f} at layer {recommended}; report: {out / 'index.html'}",
+        f"best held-out top-1 {best['top1']['value']:.3f} at layer {best['layer']}; recommended "
+        f"layer {recommended} ({results['recommendation_rule']}, held-out top-1 "
+        f"{at['top1']['value']:.3f}); report: {out / 'index.html'}",
         file=sys.stderr,
     )
     basic = results["transfer"].get("basic6", {})

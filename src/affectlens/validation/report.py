@@ -246,8 +246,10 @@ def _sections(results: dict, figures: list[dict]) -> dict[str, str]:
     parts["classification"] = (
         f"<p>{c['n']} held-out test stories ({c['ignored_test_stories']} of emotions not in "
         f"the vectors ignored). Chance: top-1 {_fmt(c['chance_top1'])}, top-5 "
-        f"{_fmt(c['chance_top5'])}. Recommended layer (best top-1): "
-        f"<b>{c['recommended_layer']}</b>. Cluster accuracy counts a prediction in the true "
+        f"{_fmt(c['chance_top5'])}. Best top-1 at layer {c['recommended_layer']}; recommended "
+        f"layer <b>{results.get('recommended_layer', c['recommended_layer'])}</b> "
+        f"({html.escape(results.get('recommendation_rule', 'best held-out top-1'))}). "
+        "Cluster accuracy counts a prediction in the true "
         "emotion's k-means cluster as correct.</p>"
         + "".join(by_section["classification"])
         + _table(["layer", "top-1 [95% CI]", "top-5 [95% CI]", "cluster [95% CI]"], rows)

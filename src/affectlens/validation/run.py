@@ -23,6 +23,7 @@ from affectlens.validation.classification import (
 from affectlens.validation.clusters import cluster_listing, cluster_order, cosine_matrix, kmeans
 from affectlens.validation.cross_half import cross_half_report
 from affectlens.validation.geometry import Norm, affect_alignment, valence_by_layer
+from affectlens.validation.layer_choice import recommend_layer
 from affectlens.validation.logit_lens import logit_lens
 from affectlens.validation.stability import split_half_cosines, summarise
 from affectlens.validation.transfer import TransferText
@@ -89,7 +90,9 @@ def validate(
     """Classification, geometry, clusters, logit lens, stability and transfer, as one dict.
 
     ``transfer`` texts (all splits; ``options.transfer_split`` picks the one scored) add the
-    out-of-genre section; without them it is marked skipped.
+    out-of-genre section; without them it is marked skipped. The layer-dependent sections read
+    ``options.layer`` or else the recommended layer (:func:`recommend_layer`: chosen on the
+    transfer dev half when it was scored, else the best held-out layer).
     """
     options = options or ValidationOptions()
     for chosen in (options.layer, options.lens_layer):
@@ -105,7 +108,21 @@ def validate(
     classification = classify(
         activations, held.labels, vectors.vectors, centre, vectors.layers, ignored=held.ignored
     )
-    layer = options.layer if options.layer is not None else classification.recommended_layer
+    transfer_result = (
+        transfer_section(
+            model,
+            vectors,
+            transfer,
+            split=options.transfer_split,
+            settings=settings,
+            source=options.transfer_source,
+            show_progress=options.show_progress,
+        )
+        if transfer is not None
+        else {"skipped": "transfer not requested"}
+    )
+    recommended, rule = recommend_layer(classification, transfer_result)
+    layer = options.layer if options.layer is not None else recommended
     at_layer = vectors.at_layer(layer).float()
 
     k = min(options.clusters, len(emotions))
@@ -135,26 +152,15 @@ def validate(
         emotions, vectors.vectors.float().numpy(), vectors.layers
     )
     geometry["antonyms"]["layer"] = layer
-    transfer_result = (
-        transfer_section(
-            model,
-            vectors,
-            transfer,
-            split=options.transfer_split,
-            settings=settings,
-            source=options.transfer_source,
-            show_progress=options.show_progress,
-        )
-        if transfer is not None
-        else {"skipped": "transfer not requested"}
-    )
 
     return {
         "model": model.name,
         "emotions": emotions,
         "layers": vectors.layers,
         "layer": layer,
-        "layer_source": "--layer" if options.layer is not None else "best held-out top-1",
+        "layer_source": "--layer" if options.layer is not None else rule,
+        "recommended_layer": recommended,
+        "recommendation_rule": rule,
         "classification": classification.to_json()
         | {"confusions": confusions(classification, emotions, layer)},
         "geometry": geometry,

@@ -58,7 +58,9 @@ def validation_summary(report: dict) -> dict:
         "command": report.get("command"),
         "layer": layer,
         "held_out_n": classification.get("n"),
-        "recommended_layer": classification.get("recommended_layer"),
+        "recommended_layer": results.get(
+            "recommended_layer", classification.get("recommended_layer")
+        ),
         "top1": (row.get("top1") or {}).get("value"),
         "top5": (row.get("top5") or {}).get("value"),
         "chance_top1": classification.get("chance_top1"),
