@@ -37,9 +37,15 @@ def test_small_corpus_vectors_classify_held_out_stories(default_model, small_vec
 
 
 def test_all_171_emotions_classify_held_out_stories_at_the_best_layer(default_model):
-    """The shipped pipeline at full strength: 171 emotions, 171-way, on the test split."""
+    """The shipped pipeline at full strength: 171 emotions, 171-way, on the test split.
+
+    Trained on the third-person stories only (``forms=("story",)``), as when the floor was
+    measured: the test split holds only stories, and the mixed-form texts would double this
+    test's run time. The six-basic transfer test (``test_whitened_default.py``) covers the
+    default corpus with every form.
+    """
     stories = load_stories()
-    settings = ExtractionSettings(layers=(BEST_LAYER,), batch_size=8)
+    settings = ExtractionSettings(layers=(BEST_LAYER,), batch_size=8, forms=("story",))
     vectors = extract_vectors(default_model, stories, load_neutral(), settings, show_progress=False)
     assert len(vectors.emotions) == 171
     result = held_out_accuracy(default_model, vectors, stories)
