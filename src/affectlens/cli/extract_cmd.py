@@ -225,7 +225,7 @@ def _extract(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out}: {len(vectors.emotions)} emotions x {len(vectors.layers)} layers "
         f"x {vectors.hidden_size} from {sum(vectors.provenance['stories_per_emotion'].values())} "
-        f"stories"
+        f"training texts"
     )
     return 0
 
