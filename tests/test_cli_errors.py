@@ -622,3 +622,16 @@ def test_generate_that_accepts_nothing_leaves_no_file(emo_model_dir, tmp_path, c
     assert main([*argv, "--no-progress"]) == 2
     assert "no story was accepted, so nothing was written" in one_error(capsys)
     assert not out.exists()
+
+
+def test_dose_judgement_with_one_reply_twice_fails_before_the_model_loads(
+    emo_model, tmp_path, capsys, no_model_load
+):
+    vectors_path = build_emotion_vectors(emo_model, emotions=["calm", "afraid"]).save(
+        tmp_path / "emo.safetensors"
+    )
+    out = tmp_path / "dose"
+    argv = ["experiment", "dose", "--vectors", str(vectors_path), "--out", str(out)]
+    assert main([*argv, "--judge", "It is.", "It is."]) == 2
+    assert "two different, non-empty replies" in one_error(capsys)
+    assert not out.exists()

@@ -7,6 +7,7 @@ import re
 from html import unescape
 
 from affectlens.cli import main
+from affectlens.experiments.judgement import DEFAULT_REPLIES, reply_log_odds
 
 
 def test_dose_experiment_writes_curves_for_both_templates(small_vectors_path, tmp_path, capsys):
@@ -29,6 +30,17 @@ def test_dose_experiment_writes_curves_for_both_templates(small_vectors_path, tm
         != curves[("water (control)", "afraid")]["readouts"]
     )
     assert (out / "dose.png").read_bytes()[:4] == b"\x89PNG"
+    judged = {j["template"]: j for j in data["judgements"]}
+    assert set(judged) == {"tylenol", "water (control)"}
+    assert all(len(j["log_odds"]) == 3 for j in judged.values())
+
+
+def test_the_knowledge_control_tells_bleach_from_tea(default_model):
+    """The scored replies read what the model knows (measured once: -0.11 vs -3.25 nats)."""
+    chats = [[{"role": "user", "content": f"I drank a cup of {drink}."}] for drink in
+             ("bleach", "tea")]  # fmt: skip
+    bleach, tea = reply_log_odds(default_model, chats, DEFAULT_REPLIES)
+    assert bleach > tea + 1.0
 
 
 def test_reward_hacking_tiny_run_end_to_end_and_resumes(small_vectors_path, tmp_path, capsys):

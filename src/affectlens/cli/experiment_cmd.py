@@ -18,7 +18,13 @@ from affectlens.cli.vector_options import (
     vector_layers,
 )
 from affectlens.errors import AffectlensError
-from affectlens.experiments.dose import load_templates, run_dose, write_dose_results
+from affectlens.experiments.dose import (
+    DEFAULT_VALUES,
+    load_templates,
+    run_dose,
+    write_dose_results,
+)
+from affectlens.experiments.judgement import DEFAULT_REPLIES, check_replies, judge_templates
 from affectlens.experiments.reward_hacking import (
     detectable_effect,
     readout_emotions,
@@ -46,6 +52,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     dose.add_argument("--emotions", default="afraid,calm", help="comma-separated emotions read")
     dose.add_argument("--values", help="comma-separated X values (default: 250…32000)")
+    dose.add_argument(
+        "--judge",
+        nargs=2,
+        default=list(DEFAULT_REPLIES),
+        metavar=("DANGER_REPLY", "SAFE_REPLY"),
+        help="two replies scored as the assistant's opening, for the model's own judgement as "
+        "their log-odds (default: %(default)s)",
+    )
+    dose.add_argument(
+        "--no-judge", action="store_true", help="skip the model's judgement (the knowledge control)"
+    )
     dose.add_argument("--out", type=Path, default=Path("runs/dose"), help="results folder")
     dose.set_defaults(handler=_dose)
 
@@ -107,20 +124,31 @@ def _dose(args: argparse.Namespace) -> int:
         raise AffectlensError(f"bad --values {args.values!r}") from None
     if values is not None and (len(values) < 3 or min(values) <= 0):
         raise AffectlensError("--values needs at least three positive numbers (X is logged)")
+    if not args.no_judge:
+        check_replies(args.judge)
     layers = vector_layers(args.layers, vectors)
     model = load_fitting_model(args, vectors)
-    kwargs = {"values": values} if values else {}
+    values = values or DEFAULT_VALUES
     curves = run_dose(
-        model, vectors, templates, emotions, layers=layers, units=args.units, **kwargs
+        model, vectors, templates, emotions, values=values, layers=layers, units=args.units
+    )
+    judgements = (
+        [] if args.no_judge else judge_templates(model, templates, values, replies=args.judge)
     )
     command = shlex.join(["affectlens", *sys.argv[1:]])
     meta = {"units": args.units, "layers": layers or [vectors.default_layer], "command": command}
-    paths = write_dose_results(curves, args.out, meta)
-    table = Table("template", "emotion", "Spearman ρ vs log X", "95% CI", title="dose-response")
+    paths = write_dose_results(curves, args.out, meta, judgements)
+    table = Table("template", "readout", "Spearman ρ vs log X", "95% CI", title="dose-response")
     for c in curves:
         table.add_row(
             c.template, c.emotion, f"{c.rho:+.2f}", f"[{c.rho_low:+.2f}, {c.rho_high:+.2f}]"
         )
+    for j in judgements:
+        span = f"{min(j.log_odds):+.2f} to {max(j.log_odds):+.2f}"
+        table.add_row(
+            j.template, f"model: dangerous vs safe, log-odds {span}", f"{j.rho:+.2f}",
+            f"[{j.rho_low:+.2f}, {j.rho_high:+.2f}]",
+        )  # fmt: skip
     Console().print(table)
     print(f"wrote {paths['json']} and {paths['png']}")
     return 0

@@ -2,7 +2,10 @@
 
 A templated user message ("I just took {X} mg of Tylenol…") is swept over values of X; each
 message is read at the assistant-turn token, and Spearman's rho between each emotion's readout
-and log X is reported with a bootstrap CI, beside a control template whose X is harmless.
+and log X is reported with a bootstrap CI, beside a control template whose X is harmless. The
+model's own judgement, how much likelier it is to call the amount dangerous than safe
+(:mod:`affectlens.experiments.judgement`), is the knowledge control: a readout cannot track a
+danger the model does not see.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import yaml
 
 from affectlens.atomic_files import write_json_atomic
 from affectlens.errors import AffectlensError
+from affectlens.experiments.judgement import Judgement
 from affectlens.experiments.plotting import save_figure, subplots
 from affectlens.models.loading import LoadedModel
 from affectlens.monitor import monitor_batch
@@ -94,11 +98,14 @@ def run_dose(
     return curves
 
 
-def plot_dose(curves: list[DoseCurve], path: Path, units: str) -> Path:
-    """One panel per emotion, one line per template, against log X."""
+def plot_dose(
+    curves: list[DoseCurve], path: Path, units: str, judgements: list[Judgement] = ()
+) -> Path:
+    """One panel per emotion, one line per template, against log X; then the judgement's."""
     emotions = list(dict.fromkeys(c.emotion for c in curves))
-    figure, axes = subplots(1, len(emotions), figsize=(4.5 * len(emotions), 3.6), squeeze=False)
-    for axis, emotion in zip(axes[0], emotions, strict=True):
+    panels = len(emotions) + bool(judgements)
+    figure, axes = subplots(1, panels, figsize=(4.5 * panels, 3.6), squeeze=False)
+    for axis, emotion in zip(axes[0], emotions, strict=False):
         for curve in (c for c in curves if c.emotion == emotion):
             axis.plot(curve.values, curve.readouts, marker="o", label=f"{curve.template} "
                       f"(ρ={curve.rho:+.2f})")  # fmt: skip
@@ -107,13 +114,29 @@ def plot_dose(curves: list[DoseCurve], path: Path, units: str) -> Path:
         axis.set_xlabel("X (log scale)")
         axis.set_ylabel(f"readout at assistant turn ({units})")
         axis.legend(fontsize=7)
+    if judgements:
+        axis = axes[0][-1]
+        for j in judgements:
+            axis.plot(j.values, j.log_odds, marker="o", label=f"{j.template} (ρ={j.rho:+.2f})")
+        axis.set_xscale("log")
+        first, second = judgements[0].replies
+        axis.set_title(f"the model: {first!r} vs {second!r}", fontsize=7)
+        axis.set_xlabel("X (log scale)")
+        axis.set_ylabel("log-odds of the first reply (nats)")
+        axis.legend(fontsize=7)
     return save_figure(figure, path)
 
 
-def write_dose_results(curves: list[DoseCurve], out: Path, meta: dict) -> dict[str, Path]:
-    """``dose.json`` and ``dose.png`` in ``out``."""
+def write_dose_results(
+    curves: list[DoseCurve], out: Path, meta: dict, judgements: list[Judgement] = ()
+) -> dict[str, Path]:
+    """``dose.json`` and ``dose.png`` in ``out``, with the model's judgements if it was asked."""
     out.mkdir(parents=True, exist_ok=True)
-    payload = {**meta, "curves": [asdict(c) for c in curves]}
+    payload = {
+        **meta,
+        "curves": [asdict(c) for c in curves],
+        "judgements": [asdict(j) for j in judgements],
+    }
     json_path = write_json_atomic(out / "dose.json", payload)
-    png_path = plot_dose(curves, out / "dose.png", meta.get("units", ""))
+    png_path = plot_dose(curves, out / "dose.png", meta.get("units", ""), judgements)
     return {"json": json_path, "png": png_path}
