@@ -18,6 +18,11 @@ With ``--geometry-only`` only ``train`` (``--per-emotion`` stories of every emot
 transfer emotions included) and ``neutral`` are read, and ``report`` gives the geometry alone:
 the way to survey a model too slow on this CPU for the transfer texts.
 
+``--mixed-per-emotion M`` adds to ``train`` the first M mixed-form texts of every emotion, one
+form after another (first person, second person, dialogue, ...); ``report`` then gives the
+geometry twice, from the stories alone and from the stories with the mixed-form texts, so the
+two corpora are compared on the same stories, captured once.
+
 ``report`` builds, offline, the unwhitened method (``from20/nv0.5/none``) and today's default
 (``from20/nv0.5/within@0.5``) at each layer, and writes ``survey.json`` and ``survey.md``:
 
@@ -84,15 +89,32 @@ def train_stories(per_emotion: int, geometry_only: bool = False) -> list:
     return out
 
 
-def groups(per_emotion: int, geometry_only: bool = False) -> dict[str, list]:
+MIXED_FORMS = ("first_person", "second_person", "dialogue")
+
+
+def mixed_texts(per_emotion: int) -> list:
+    """The first ``per_emotion`` mixed-form train texts of every emotion, cycling the forms."""
+    by_key: dict[tuple[str, str], list] = defaultdict(list)
+    for text in load_stories():
+        if text.split == "train" and text.form in MIXED_FORMS:
+            by_key[text.emotion, text.form].append(text)
+    out = []
+    for emotion in sorted({emotion for emotion, _ in by_key}):
+        for i in range(per_emotion):
+            form = MIXED_FORMS[i % len(MIXED_FORMS)]
+            out.append(by_key[emotion, form][i // len(MIXED_FORMS)])
+    return out
+
+
+def groups(per_emotion: int, geometry_only: bool = False, mixed: int = 0) -> dict[str, list]:
     """The texts of each capture group, in a fixed order."""
     if geometry_only:
         return {
-            "train": train_stories(per_emotion, geometry_only=True),
+            "train": train_stories(per_emotion, geometry_only=True) + mixed_texts(mixed),
             "neutral": load_neutral()[::NEUTRAL_EVERY],
         }
     return {
-        "train": train_stories(per_emotion),
+        "train": train_stories(per_emotion) + mixed_texts(mixed),
         "neutral": load_neutral()[::NEUTRAL_EVERY],
         "stories_test": [
             s for s in load_stories() if s.emotion in TRANSFER_EMOTIONS and s.split == "test"
@@ -102,7 +124,12 @@ def groups(per_emotion: int, geometry_only: bool = False) -> dict[str, list]:
 
 
 def capture(
-    model_spec: str, layers: list[int], per_emotion: int, out: Path, geometry_only: bool
+    model_spec: str,
+    layers: list[int],
+    per_emotion: int,
+    out: Path,
+    geometry_only: bool,
+    mixed: int = 0,
 ) -> None:
     from affectlens.cli.progress_bars import render_progress
     from affectlens.models import load_model
@@ -110,7 +137,7 @@ def capture(
     model = load_model(model_spec)
     settings = ExtractionSettings()
     with use_progress(render_progress):
-        for name, items in groups(per_emotion, geometry_only).items():
+        for name, items in groups(per_emotion, geometry_only, mixed).items():
             texts = neutral_texts(model, items) if name == "neutral" else [t.text for t in items]
             capture_poolings(model, texts, layers, out / name, settings=settings, description=name)
             print(f"captured {name}: {len(texts)} texts", file=sys.stderr, flush=True)
@@ -119,6 +146,7 @@ def capture(
         "layers": layers,
         "per_emotion": per_emotion,
         "geometry_only": geometry_only,
+        "mixed_per_emotion": mixed,
     }
     (out / "survey_capture.json").write_text(json.dumps(meta))
 
@@ -135,7 +163,8 @@ class Survey:
 def load_survey(out: Path) -> Survey:
     meta = json.loads((out / "survey_capture.json").read_text())
     meta.setdefault("geometry_only", False)
-    texts = groups(meta["per_emotion"], meta["geometry_only"])
+    meta.setdefault("mixed_per_emotion", 0)
+    texts = groups(meta["per_emotion"], meta["geometry_only"], meta["mixed_per_emotion"])
     return Survey(meta, texts, {name: load_captures(out / name) for name in texts})
 
 
@@ -157,13 +186,16 @@ def _data(survey: Survey, keep: list[int], emotions: list[str]) -> SearchData:
     )
 
 
-def geometry_data(survey: Survey) -> SearchData:
-    """All 171 emotions, ``per_emotion`` stories each."""
+def geometry_data(survey: Survey, with_mixed: bool = False) -> SearchData:
+    """All 171 emotions, ``per_emotion`` stories each, and their mixed-form texts if asked."""
     seen: dict[str, int] = defaultdict(int)
     keep = []
-    for i, story in enumerate(survey.texts["train"]):
-        if seen[story.emotion] < survey.meta["per_emotion"]:
-            seen[story.emotion] += 1
+    for i, text in enumerate(survey.texts["train"]):
+        if text.form != "story":
+            if with_mixed:
+                keep.append(i)
+        elif seen[text.emotion] < survey.meta["per_emotion"]:
+            seen[text.emotion] += 1
             keep.append(i)
     return _data(survey, keep, sorted(seen))
 
@@ -171,7 +203,7 @@ def geometry_data(survey: Survey) -> SearchData:
 def transfer_data(survey: Survey) -> SearchData:
     """The 24 transfer emotions, all 12 stories each (as ``scripts/method_search.py``)."""
     train = survey.texts["train"]
-    keep = [i for i, s in enumerate(train) if s.emotion in TRANSFER_EMOTIONS]
+    keep = [i for i, s in enumerate(train) if s.emotion in TRANSFER_EMOTIONS and s.form == "story"]
     return _data(survey, keep, list(TRANSFER_EMOTIONS))
 
 
@@ -220,28 +252,36 @@ def report(out: Path, norms_path: Path) -> None:
     norms = load_norms(norms_path)
     survey = load_survey(out)
     meta = survey.meta
-    geo = geometry_data(survey)
+    corpora = {"stories": geometry_data(survey)}
+    if meta["mixed_per_emotion"]:
+        corpora["stories+mixed"] = geometry_data(survey, with_mixed=True)
+    layers = corpora["stories"].layers
     trans = None if meta["geometry_only"] else transfer_data(survey)
     result: dict = {"capture": meta, "geometry": [], "transfer": []}
     for method in METHODS:
-        for column in range(len(geo.layers)):
-            result["geometry"].append(geometry_row(geo, method, column, norms))
+        for column in range(len(layers)):
+            for corpus, geo in corpora.items():
+                row = geometry_row(geo, method, column, norms)
+                result["geometry"].append({"corpus": corpus, **row})
             if trans is not None:
                 scores = score_method(trans, method, column)
                 result["transfer"].append(summary_row(method, trans.layers[column], scores))
-            print(f"done {method.name} L{geo.layers[column]}", file=sys.stderr, flush=True)
+            print(f"done {method.name} L{layers[column]}", file=sys.stderr, flush=True)
     (out / "survey.json").write_text(json.dumps(result, indent=1))
+    mixed = meta["mixed_per_emotion"]
     lines = [
-        f"# {meta['model']}: {meta['per_emotion']} stories per emotion (geometry, 171 emotions)"
+        f"# {meta['model']}: {meta['per_emotion']} stories per emotion"
+        + (f" (+ {mixed} mixed-form texts)" if mixed else "")
+        + " (geometry, 171 emotions)"
         + ("" if trans is None else ", 12 per transfer emotion (transfer, 24 emotions)"),
         "",
-        "| method | layer | var PC1-3 | PC1~valence r | PC2~arousal r | PC1~arousal r "
+        "| corpus | method | layer | var PC1-3 | PC1~valence r | PC2~arousal r | PC1~arousal r "
         "| valence best PC (abs r) | arousal best PC (abs r) | basic antonyms > 0 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in result["geometry"]:
         lines.append(
-            f"| {g['method']} | {g['layer']} | "
+            f"| {g['corpus']} | {g['method']} | {g['layer']} | "
             + "/".join(f"{v:.2f}" for v in g["explained"][:3])
             + f" | {_r(g['pc1_valence'])} | {_r(g['pc2_arousal'])} | {_r(g['pc1_arousal'])}"
             + f" | PC{g['best_pc']['valence']} ({g['best_abs_r']['valence']:.2f})"
@@ -305,10 +345,14 @@ def main() -> None:
     parser.add_argument("--per-emotion", type=int, default=4)
     parser.add_argument("--norms", type=Path, default=NORMS)
     parser.add_argument("--geometry-only", action="store_true")
+    parser.add_argument("--mixed-per-emotion", type=int, default=0)
     args = parser.parse_args()
     if args.step == "capture":
         layers = [int(x) for x in args.layers.split(",")]
-        capture(args.model, layers, args.per_emotion, args.out, args.geometry_only)
+        capture(
+            args.model, layers, args.per_emotion, args.out, args.geometry_only,
+            args.mixed_per_emotion,
+        )  # fmt: skip
     elif args.step == "dose":
         dose(args.out)
     else:
