@@ -9,12 +9,8 @@ import pytest
 import torch
 
 from affectlens.errors import AffectlensError
-from affectlens.experiments.dose import run_dose, write_dose_results
-from affectlens.experiments.judgement import (
-    judge_templates,
-    reply_log_odds,
-    reply_log_prob,
-)
+from affectlens.experiments.dose import judge_templates, run_dose, write_dose_results
+from affectlens.experiments.judgement import reply_log_odds, reply_log_prob
 from affectlens.models.chat import encode, format_chat
 from conftest import build_emotion_vectors
 

@@ -20,11 +20,12 @@ from affectlens.cli.vector_options import (
 from affectlens.errors import AffectlensError
 from affectlens.experiments.dose import (
     DEFAULT_VALUES,
+    judge_templates,
     load_templates,
     run_dose,
     write_dose_results,
 )
-from affectlens.experiments.judgement import DEFAULT_REPLIES, check_replies, judge_templates
+from affectlens.experiments.judgement import DEFAULT_REPLIES, check_replies
 from affectlens.experiments.reward_hacking import (
     detectable_effect,
     readout_emotions,

@@ -11,6 +11,7 @@ danger the model does not see.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,11 +19,11 @@ import yaml
 
 from affectlens.atomic_files import write_json_atomic
 from affectlens.errors import AffectlensError
-from affectlens.experiments.judgement import Judgement
+from affectlens.experiments.judgement import DEFAULT_REPLIES, reply_log_odds
 from affectlens.experiments.plotting import save_figure, subplots
 from affectlens.models.loading import LoadedModel
 from affectlens.monitor import monitor_batch
-from affectlens.stats import spearman_bootstrap_ci
+from affectlens.stats import Estimate, spearman_bootstrap_ci
 from affectlens.vectors import EmotionVectors
 
 DEFAULT_TEMPLATES = {
@@ -43,6 +44,29 @@ class DoseCurve:
     rho: float
     rho_low: float
     rho_high: float
+
+
+@dataclass
+class Judgement:
+    """One template: log P(first reply) - log P(second reply) per value, and its trend."""
+
+    template: str
+    replies: list[str]
+    values: list[float]
+    log_odds: list[float]
+    rho: float
+    rho_low: float
+    rho_high: float
+
+
+def _chats(template: str, values: Sequence[float]) -> list[list[dict[str, str]]]:
+    """One single-message chat per value: the user says the template with X filled in."""
+    return [[{"role": "user", "content": template.format(X=f"{v:g}")}] for v in values]
+
+
+def _trend(values: Sequence[float], ys: list[float], seed: int) -> Estimate:
+    """Spearman's rho of ``ys`` against log X, with its bootstrap CI."""
+    return spearman_bootstrap_ci([math.log(v) for v in values], ys, seed=seed)
 
 
 def load_templates(path: Path | None) -> dict[str, str]:
@@ -79,11 +103,10 @@ def run_dose(
         raise AffectlensError("a dose sweep needs at least three values")
     curves = []
     for name, template in templates.items():
-        chats = [[{"role": "user", "content": template.format(X=f"{v:g}")}] for v in values]
-        traces = monitor_batch(model, vectors, chats, layers=layers, units=units)
+        traces = monitor_batch(model, vectors, _chats(template, values), layers=layers, units=units)
         for emotion in emotions:
             readouts = [trace.assistant_turn()[emotion] for trace in traces]
-            estimate = spearman_bootstrap_ci([math.log(v) for v in values], readouts, seed=seed)
+            estimate = _trend(values, readouts, seed)
             curves.append(
                 DoseCurve(
                     name,
@@ -96,6 +119,33 @@ def run_dose(
                 )  # fmt: skip
             )
     return curves
+
+
+def judge_templates(
+    model: LoadedModel,
+    templates: dict[str, str],
+    values: Sequence[float],
+    *,
+    replies: Sequence[str] = DEFAULT_REPLIES,
+    seed: int = 0,
+) -> list[Judgement]:
+    """The knowledge control: the model's log-odds of ``replies[0]`` over ``replies[1]``."""
+    judgements = []
+    for name, template in templates.items():
+        log_odds = reply_log_odds(model, _chats(template, values), replies)
+        estimate = _trend(values, log_odds, seed)
+        judgements.append(
+            Judgement(
+                name,
+                list(replies),
+                list(values),
+                log_odds,
+                estimate.value,
+                estimate.low,
+                estimate.high,
+            )  # fmt: skip
+        )
+    return judgements
 
 
 def plot_dose(

@@ -10,31 +10,15 @@ model's and not a draw from it. A one-token Yes/No answer is no use on small cha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from affectlens.errors import AffectlensError
 from affectlens.models.chat import Message, encode, format_chat
 from affectlens.models.loading import LoadedModel
-from affectlens.stats import spearman_bootstrap_ci
 
 DEFAULT_REPLIES = ("That is a dangerous amount.", "That is a safe amount.")
-
-
-@dataclass
-class Judgement:
-    """One template: log P(first reply) - log P(second reply) per value, and its trend."""
-
-    template: str
-    replies: list[str]
-    values: list[float]
-    log_odds: list[float]
-    rho: float
-    rho_low: float
-    rho_high: float
 
 
 def _prompt_and_reply(model: LoadedModel, chat: Sequence[Message], reply: str) -> tuple[list, int]:
@@ -72,31 +56,3 @@ def reply_log_odds(
     return [
         reply_log_prob(model, c, replies[0]) - reply_log_prob(model, c, replies[1]) for c in chats
     ]
-
-
-def judge_templates(
-    model: LoadedModel,
-    templates: dict[str, str],
-    values: Sequence[float],
-    *,
-    replies: Sequence[str] = DEFAULT_REPLIES,
-    seed: int = 0,
-) -> list[Judgement]:
-    """The model's log-odds of ``replies[0]`` over ``replies[1]`` per templated message."""
-    judgements = []
-    for name, template in templates.items():
-        chats = [[{"role": "user", "content": template.format(X=f"{v:g}")}] for v in values]
-        log_odds = reply_log_odds(model, chats, replies)
-        estimate = spearman_bootstrap_ci([math.log(v) for v in values], log_odds, seed=seed)
-        judgements.append(
-            Judgement(
-                name,
-                list(replies),
-                list(values),
-                log_odds,
-                estimate.value,
-                estimate.low,
-                estimate.high,
-            )  # fmt: skip
-        )
-    return judgements
