@@ -9,10 +9,14 @@ bash scripts/setup.sh
 source scripts/venv.sh .venv
 out=runs/default
 mkdir -p "$out"
-if [ ! -f "$out/vectors.safetensors" ]; then
+if [ -f "$out/vectors.safetensors" ]; then
+  echo "reusing $out/vectors.safetensors (delete it to extract again)"
+else
   affectlens extract --out "$out/vectors.safetensors" --resume
 fi
-if [ ! -f "$out/validation/report.json" ]; then
+if [ -f "$out/validation/report.json" ]; then
+  echo "reusing $out/validation/report.json (delete it to validate again)"
+else
   norms="${AFFECTLENS_NORMS:-../shared/data/Ratings_Warriner_et_al.csv}"
   norm_args=()
   if [ -f "$norms" ]; then norm_args=(--norms "$norms"); fi
