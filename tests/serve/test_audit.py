@@ -391,6 +391,19 @@ def test_closing_the_store_writes_what_is_queued(db_url):
         assert reader.list_requests(limit=500)["total"] == 20
 
 
+def test_nul_characters_are_stored_as_replacement_characters(db_url):
+    """A NUL in the reply, a message, the user or a token must not cost the record."""
+    record = _record("chatcmpl-nul", 1000.0, text="a\x00b", user="u\x00",
+                     messages=[{"role": "user", "content": "x\x00y"}],
+                     tokens=[{"index": 0, "text": "\x00", "readouts": {"calm": 0.5}}])  # fmt: skip
+    with AuditStore(db_url) as store:
+        store.write([record])
+        stored = store.get_request("chatcmpl-nul")
+    assert stored["text"] == "a\ufffdb" and stored["user"] == "u\ufffd"
+    assert stored["messages"] == [{"role": "user", "content": "x\ufffdy"}]
+    assert [token["text"] for token in stored["tokens"]] == ["\ufffd"]
+
+
 def _v1_store(url: str) -> None:
     """The schema an older affectlens wrote (v1), made by hand, with two requests in it."""
     engine = sa.create_engine(url)

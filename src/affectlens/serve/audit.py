@@ -360,7 +360,7 @@ class AuditStore:
         tables: dict[type, list[dict]] = defaultdict(list)
         for record in records:
             for table, rows in _rows(record).items():
-                tables[table] += rows
+                tables[table] += _without_nul(rows)
         with self.engine.begin() as conn:
             for table in (RequestRow, EmotionRow, GuardrailRow, TokenRow):  # parents first
                 if tables[table]:
@@ -521,6 +521,22 @@ class AuditStore:
             "buckets": buckets,
             "emotions": dict(emotions),
         }
+
+
+def _without_nul(value):
+    """``value`` with every NUL character in its strings (keys too) replaced by U+FFFD.
+
+    PostgreSQL's text and JSON types cannot hold NUL, and a model, a client's message or its
+    ``user`` field can contain one: unreplaced, the whole record would be lost. Both backends
+    store the same replacement, so a record reads back alike from SQLite and PostgreSQL.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _rows(record: AuditRecord) -> dict[type, list[dict]]:
