@@ -4,6 +4,7 @@
         --layers 8,14,20 --per-emotion 4 --out runs/survey/PACK
     python scripts/model_survey.py report --out runs/survey/PACK [--norms CSV]
     flock /tmp/affectlens-heavy.lock python scripts/model_survey.py dose --out runs/survey/PACK
+    python scripts/model_survey.py whitening --out runs/survey/PACK [--norms CSV]
 
 ``capture`` reads, once per text, the model at the given layers (every pooling of
 :func:`affectlens.experiments.method_search.capture_poolings`, cached; a rerun resumes):
@@ -36,6 +37,12 @@ two corpora are compared on the same stories, captured once.
 ``dose`` runs the Tylenol and water dose sweep (:func:`affectlens.experiments.dose.run_dose`)
 with both methods' 24-emotion vectors at every captured layer and writes ``dose.json``: the
 Spearman rho (bootstrap 95% CI, n = 8 doses) of *afraid* and *calm* against log dose.
+
+``whitening`` is the sweep of ``docs/prespecified/2026-12-07-qwen15-whitening-strength.md``:
+PC1-valence and PC2-arousal of every layer x whitening in :data:`WHITENING_GRID`, built from
+the stories and mixed-form texts, scored on two fixed halves of the norm words. The method
+with the best |r(PC1, valence)| on half A is scored on half B; it writes ``whitening.json``
+and ``whitening.md``.
 """
 
 from __future__ import annotations
@@ -70,6 +77,12 @@ from affectlens.validation.transfer import TRANSFER_EMOTIONS, load_transfer, sel
 DEFAULT = Method("from20", 0.5, "within", 0.5)
 METHODS = (SHIPPED, DEFAULT)
 NEUTRAL_EVERY = 3
+WHITENING_GRID = (
+    Method("from20", 0.5, "none", 0.0),
+    *(Method("from20", 0.5, "within", a) for a in (0.05, 0.1, 0.25, 0.5, 0.75, 0.9)),
+)
+"""The prespecified grid: no whitening, and within-emotion whitening at six shrinkages."""
+WORD_HALF_SEED = 16
 NORMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "Ratings_Warriner_et_al.csv"
 
 
@@ -336,9 +349,96 @@ def dose(out: Path) -> None:
     (out / "dose.json").write_text(json.dumps({"model": meta["model"], "curves": rows}, indent=1))
 
 
+def word_halves(words: list[str]) -> tuple[list[str], list[str]]:
+    """The prespecified halves A and B: sorted words shuffled by ``Random(16)``, split in two."""
+    import random
+
+    shuffled = sorted(words)
+    random.Random(WORD_HALF_SEED).shuffle(shuffled)
+    half = len(shuffled) // 2
+    return shuffled[:half], shuffled[half:]
+
+
+def _half_r(aligned: dict, words: list[str], column: int, key: str) -> dict:
+    from affectlens.validation.geometry import pearson_fisher
+
+    x = [aligned["scores"][w][column] for w in words]
+    y = [aligned[key][w] for w in words]
+    return pearson_fisher(x, y)
+
+
+def whitening(out: Path, norms_path: Path) -> None:
+    """The prespecified whitening-strength sweep (see the module docstring)."""
+    norms = load_norms(norms_path)
+    survey = load_survey(out)
+    if not survey.meta["mixed_per_emotion"]:
+        sys.exit("whitening: the capture has no mixed-form texts (capture --mixed-per-emotion)")
+    data = geometry_data(survey, with_mixed=True)
+    rows = []
+    halves = None
+    for column, layer in enumerate(data.layers):
+        for method in WHITENING_GRID:
+            artifact, _ = raw_space_artifact(data, method, column)
+            vectors = artifact.vectors[:, 0].double().numpy()
+            aligned = affect_alignment(data.emotions, vectors, norms, n_boot=200)
+            if halves is None:
+                halves = word_halves(list(aligned["matched"]))
+            a, b = halves
+            corr = aligned["correlations"]
+            rows.append(
+                {
+                    "method": method.name,
+                    "layer": layer,
+                    "pc1_valence": {
+                        "all": corr["pc1_valence"]["pearson"],
+                        "A": _half_r(aligned, a, 0, "valence"),
+                        "B": _half_r(aligned, b, 0, "valence"),
+                    },
+                    "pc2_arousal": {
+                        "all": corr["pc2_arousal"]["pearson"],
+                        "A": _half_r(aligned, a, 1, "arousal"),
+                        "B": _half_r(aligned, b, 1, "arousal"),
+                    },
+                    "explained": aligned["explained_variance"][:3],
+                }
+            )
+            print(f"L{layer} {method.name}: PC1-valence all {_r(rows[-1]['pc1_valence']['all'])}")
+    chosen = max(rows, key=lambda r: abs(r["pc1_valence"]["A"]["r"]))
+    result = {
+        "capture": survey.meta,
+        "protocol": "docs/prespecified/2026-12-07-qwen15-whitening-strength.md",
+        "halves": {"A": halves[0], "B": halves[1]},
+        "rows": rows,
+        "chosen": {"method": chosen["method"], "layer": chosen["layer"]},
+        "met": abs(chosen["pc1_valence"]["B"]["r"]) >= 0.81,
+    }
+    (out / "whitening.json").write_text(json.dumps(result, indent=1))
+    lines = [
+        f"# Whitening strength: {survey.meta['model']} (n words: A {len(halves[0])}, "
+        f"B {len(halves[1])}; Pearson r, Fisher 95% CI)",
+        "",
+        "| layer | method | PC1-valence A | PC1-valence B | PC1-valence all "
+        "| PC2-arousal B | PC2-arousal all | var PC1, PC2 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mark = " **(chosen on A)**" if r is chosen else ""
+        lines.append(
+            f"| {r['layer']} | {r['method']}{mark} | {_r(r['pc1_valence']['A'])} "
+            f"| {_r(r['pc1_valence']['B'])} | {_r(r['pc1_valence']['all'])} "
+            f"| {_r(r['pc2_arousal']['B'])} | {_r(r['pc2_arousal']['all'])} "
+            f"| {r['explained'][0]:.3f}, {r['explained'][1]:.3f} |"
+        )
+    verdict = "met" if result["met"] else "not met"
+    lines += ["", f"Chosen on A: L{chosen['layer']} {chosen['method']}; on B: "
+              f"{_r(chosen['pc1_valence']['B'])}, goal 0.81: **{verdict}**."]  # fmt: skip
+    (out / "whitening.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("step", choices=["capture", "report", "dose"])
+    parser.add_argument("step", choices=["capture", "report", "dose", "whitening"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--layers", default="6,10,14,18")
@@ -355,6 +455,8 @@ def main() -> None:
         )  # fmt: skip
     elif args.step == "dose":
         dose(args.out)
+    elif args.step == "whitening":
+        whitening(args.out, args.norms)
     else:
         report(args.out, args.norms)
 
