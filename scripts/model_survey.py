@@ -225,7 +225,7 @@ def geometry_row(data: SearchData, method: Method, column: int, norms) -> dict:
     artifact, _ = raw_space_artifact(data, method, column)
     vectors = artifact.vectors[:, 0].double().numpy()
     aligned = affect_alignment(data.emotions, vectors, norms, n_boot=200)
-    antonyms = antonym_cosines(data.emotions, vectors[:, None], [data.layers[column]])
+    antonyms = basic_antonyms(data.emotions, vectors, data.layers[column])
     corr = aligned["correlations"]
     table = aligned["components"]["abs_pearson"]
     return {
@@ -242,12 +242,18 @@ def geometry_row(data: SearchData, method: Method, column: int, norms) -> dict:
             key: max(row[key] for row in table if not np.isnan(row[key]))
             for key in ("valence", "arousal")
         },
-        "antonyms": {
-            f"{p['a']}/{p['b']}": p["cosine"][str(data.layers[column])] for p in antonyms["pairs"]
-        },
+        **antonyms,
+    }
+
+
+def basic_antonyms(emotions: list[str], vectors: np.ndarray, layer: int) -> dict:
+    """Every antonym pair's cosine at ``layer``, and the basic pairs whose cosine is positive."""
+    antonyms = antonym_cosines(emotions, vectors[:, None], [layer])
+    return {
+        "antonyms": {f"{p['a']}/{p['b']}": p["cosine"][str(layer)] for p in antonyms["pairs"]},
         "positive_basic": [
             pair
-            for pair in positive_pairs(antonyms, data.layers[column])
+            for pair in positive_pairs(antonyms, layer)
             if any(p["basic"] and f"{p['a']}/{p['b']}" == pair for p in antonyms["pairs"])
         ],
     }
@@ -367,6 +373,44 @@ def _half_r(aligned: dict, words: list[str], column: int, key: str) -> dict:
     return pearson_fisher(x, y)
 
 
+CURVE_K = (3, 6, 9, 12)
+CURVE_SEEDS = range(5)
+
+
+def learning_curve(survey: Survey, norms) -> list[dict]:
+    """|r(PC1, valence)| of the default method from k stories + k mixed texts per emotion.
+
+    Each k is drawn per emotion with ``random.Random(seed)`` for the prespecified seeds; the
+    whole corpus (k equal to the texts there are) is one draw, whatever the seed.
+    """
+    import random
+
+    stories: dict[str, list[int]] = defaultdict(list)
+    mixed: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(survey.texts["train"]):
+        (stories if text.form == "story" else mixed)[text.emotion].append(i)
+    emotions = sorted(stories)
+    full = min(min(len(v) for v in stories.values()), min(len(v) for v in mixed.values()))
+    rows = []
+    for k in (k for k in CURVE_K if k <= full):
+        draws: dict[int, list[float]] = defaultdict(list)
+        for seed in CURVE_SEEDS if k < full else [0]:
+            rng = random.Random(seed)
+            keep = sorted(
+                i for e in emotions for i in rng.sample(stories[e], k) + rng.sample(mixed[e], k)
+            )
+            data = _data(survey, keep, emotions)
+            for column, layer in enumerate(data.layers):
+                artifact, _ = raw_space_artifact(data, DEFAULT, column)
+                vectors = artifact.vectors[:, 0].double().numpy()
+                aligned = affect_alignment(data.emotions, vectors, norms, n_boot=100)
+                draws[layer].append(abs(aligned["correlations"]["pc1_valence"]["pearson"]["r"]))
+        for layer, values in draws.items():
+            rows.append({"k": k, "layer": layer, "abs_r": values, "mean": float(np.mean(values))})
+            print(f"k={k} L{layer}: mean |r(PC1, valence)| {rows[-1]['mean']:.3f}")
+    return rows
+
+
 def whitening(out: Path, norms_path: Path) -> None:
     """The prespecified whitening-strength sweep (see the module docstring)."""
     norms = load_norms(norms_path)
@@ -400,6 +444,7 @@ def whitening(out: Path, norms_path: Path) -> None:
                         "B": _half_r(aligned, b, 1, "arousal"),
                     },
                     "explained": aligned["explained_variance"][:3],
+                    **basic_antonyms(data.emotions, vectors, layer),
                 }
             )
             print(f"L{layer} {method.name}: PC1-valence all {_r(rows[-1]['pc1_valence']['all'])}")
@@ -411,15 +456,23 @@ def whitening(out: Path, norms_path: Path) -> None:
         "rows": rows,
         "chosen": {"method": chosen["method"], "layer": chosen["layer"]},
         "met": abs(chosen["pc1_valence"]["B"]["r"]) >= 0.81,
+        "antonyms_met": not chosen["positive_basic"],
+        "curve": learning_curve(survey, norms),
     }
+    by = {(c["k"], c["layer"]): c["mean"] for c in result["curve"]}
+    measured = all((k, layer) in by for k in (9, 12) for layer in data.layers)
+    result["plateau"] = (
+        all(by[12, layer] - by[9, layer] < 0.02 for layer in data.layers) if measured else None
+    )
     (out / "whitening.json").write_text(json.dumps(result, indent=1))
     lines = [
         f"# Whitening strength: {survey.meta['model']} (n words: A {len(halves[0])}, "
         f"B {len(halves[1])}; Pearson r, Fisher 95% CI)",
         "",
         "| layer | method | PC1-valence A | PC1-valence B | PC1-valence all "
-        "| PC2-arousal B | PC2-arousal all | var PC1, PC2 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| PC2-arousal B | PC2-arousal all | var PC1, PC2 | happy/sad, afraid/safe "
+        "| positive basic pairs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mark = " **(chosen on A)**" if r is chosen else ""
@@ -427,11 +480,25 @@ def whitening(out: Path, norms_path: Path) -> None:
             f"| {r['layer']} | {r['method']}{mark} | {_r(r['pc1_valence']['A'])} "
             f"| {_r(r['pc1_valence']['B'])} | {_r(r['pc1_valence']['all'])} "
             f"| {_r(r['pc2_arousal']['B'])} | {_r(r['pc2_arousal']['all'])} "
-            f"| {r['explained'][0]:.3f}, {r['explained'][1]:.3f} |"
+            f"| {r['explained'][0]:.3f}, {r['explained'][1]:.3f} "
+            f"| {r['antonyms']['happy/sad']:+.2f}, {r['antonyms']['afraid/safe']:+.2f} "
+            f"| {', '.join(r['positive_basic']) or 'none'} |"
         )
     verdict = "met" if result["met"] else "not met"
+    antonyms = "met" if not chosen["positive_basic"] else "not met"
     lines += ["", f"Chosen on A: L{chosen['layer']} {chosen['method']}; on B: "
-              f"{_r(chosen['pc1_valence']['B'])}, goal 0.81: **{verdict}**."]  # fmt: skip
+              f"{_r(chosen['pc1_valence']['B'])}, goal 0.81: **{verdict}**; antonym goal "
+              f"(no positive basic pair): **{antonyms}**."]  # fmt: skip
+    lines += ["", "## PC1-valence by texts per emotion (default within@0.5, all words)", "",
+              "| k stories + k mixed | layer | mean \\|r\\| | range over draws | draws |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for c in result["curve"]:
+        lines.append(
+            f"| {c['k']} | {c['layer']} | {c['mean']:.3f} | {min(c['abs_r']):.3f}-"
+            f"{max(c['abs_r']):.3f} | {len(c['abs_r'])} |"
+        )
+    plateau = "not measured" if result["plateau"] is None else result["plateau"]
+    lines += ["", f"Plateau (mean rises < 0.02 from k = 9 to 12 at both layers): **{plateau}**."]
     (out / "whitening.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
