@@ -5,6 +5,7 @@
     python scripts/model_survey.py report --out runs/survey/PACK [--norms CSV]
     flock /tmp/affectlens-heavy.lock python scripts/model_survey.py dose --out runs/survey/PACK
     python scripts/model_survey.py whitening --out runs/survey/PACK [--norms CSV]
+    python scripts/model_survey.py pooling --out runs/survey/PACK [--norms CSV]
 
 ``capture`` reads, once per text, the model at the given layers (every pooling of
 :func:`affectlens.experiments.method_search.capture_poolings`, cached; a rerun resumes):
@@ -42,7 +43,9 @@ Spearman rho (bootstrap 95% CI, n = 8 doses) of *afraid* and *calm* against log 
 PC1-valence and PC2-arousal of every layer x whitening in :data:`WHITENING_GRID`, built from
 the stories and mixed-form texts, scored on two fixed halves of the norm words. The method
 with the best |r(PC1, valence)| on half A is scored on half B; it writes ``whitening.json``
-and ``whitening.md``.
+and ``whitening.md``. ``pooling`` does the same for :data:`POOLING_GRID`
+(``docs/prespecified/2026-12-07-qwen15-pooling-neutral.md``) and writes ``pooling.json`` and
+``pooling.md``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ WHITENING_GRID = (
     *(Method("from20", 0.5, "within", a) for a in (0.05, 0.1, 0.25, 0.5, 0.75, 0.9)),
 )
 """The prespecified grid: no whitening, and within-emotion whitening at six shrinkages."""
+POOLING_GRID = tuple(
+    Method(pool, share, "within", a)
+    for pool in ("from20", "from50", "last_third", "all", "last")
+    for share in (0.0, 0.5, 0.8)
+    for a in (0.25, 0.5)
+)
+"""The second prespecified grid: every pooling x neutral share, at shrinkage 0.25 and 0.5."""
 WORD_HALF_SEED = 16
 NORMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "Ratings_Warriner_et_al.csv"
 
@@ -411,17 +421,13 @@ def learning_curve(survey: Survey, norms) -> list[dict]:
     return rows
 
 
-def whitening(out: Path, norms_path: Path) -> None:
-    """The prespecified whitening-strength sweep (see the module docstring)."""
-    norms = load_norms(norms_path)
-    survey = load_survey(out)
-    if not survey.meta["mixed_per_emotion"]:
-        sys.exit("whitening: the capture has no mixed-form texts (capture --mixed-per-emotion)")
-    data = geometry_data(survey, with_mixed=True)
-    rows = []
+def grid_rows(data: SearchData, grid: tuple[Method, ...], norms) -> tuple[list[dict], tuple]:
+    """Every layer x method of ``grid``: PC1-valence and PC2-arousal on all words and on the
+    word halves A and B, variance of PC1/PC2, and the antonym cosines."""
+    rows: list[dict] = []
     halves = None
     for column, layer in enumerate(data.layers):
-        for method in WHITENING_GRID:
+        for method in grid:
             artifact, _ = raw_space_artifact(data, method, column)
             vectors = artifact.vectors[:, 0].double().numpy()
             aligned = affect_alignment(data.emotions, vectors, norms, n_boot=200)
@@ -448,36 +454,42 @@ def whitening(out: Path, norms_path: Path) -> None:
                 }
             )
             print(f"L{layer} {method.name}: PC1-valence all {_r(rows[-1]['pc1_valence']['all'])}")
+    return rows, halves
+
+
+def grid_result(survey: Survey, rows: list[dict], halves: tuple, protocol: str) -> dict:
+    """The method chosen on half A and whether its half-B figure meets the goals."""
     chosen = max(rows, key=lambda r: abs(r["pc1_valence"]["A"]["r"]))
-    result = {
+    return {
         "capture": survey.meta,
-        "protocol": "docs/prespecified/2026-12-07-qwen15-whitening-strength.md",
+        "protocol": protocol,
         "halves": {"A": halves[0], "B": halves[1]},
         "rows": rows,
         "chosen": {"method": chosen["method"], "layer": chosen["layer"]},
         "met": abs(chosen["pc1_valence"]["B"]["r"]) >= 0.81,
         "antonyms_met": not chosen["positive_basic"],
-        "curve": learning_curve(survey, norms),
     }
-    by = {(c["k"], c["layer"]): c["mean"] for c in result["curve"]}
-    measured = all((k, layer) in by for k in (9, 12) for layer in data.layers)
-    result["plateau"] = (
-        all(by[12, layer] - by[9, layer] < 0.02 for layer in data.layers) if measured else None
-    )
-    (out / "whitening.json").write_text(json.dumps(result, indent=1))
+
+
+def grid_lines(title: str, result: dict) -> list[str]:
+    """The markdown table of every method and the verdict line of the chosen one."""
+    halves, chosen = result["halves"], result["chosen"]
     lines = [
-        f"# Whitening strength: {survey.meta['model']} (n words: A {len(halves[0])}, "
-        f"B {len(halves[1])}; Pearson r, Fisher 95% CI)",
+        f"# {title}: {result['capture']['model']} (n words: A {len(halves['A'])}, "
+        f"B {len(halves['B'])}; Pearson r, Fisher 95% CI)",
         "",
         "| layer | method | PC1-valence A | PC1-valence B | PC1-valence all "
         "| PC2-arousal B | PC2-arousal all | var PC1, PC2 | happy/sad, afraid/safe "
         "| positive basic pairs |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        mark = " **(chosen on A)**" if r is chosen else ""
+    key = (chosen["method"], chosen["layer"])
+    best = next(r for r in result["rows"] if (r["method"], r["layer"]) == key)
+    for r in result["rows"]:
+        is_chosen = r is best
         lines.append(
-            f"| {r['layer']} | {r['method']}{mark} | {_r(r['pc1_valence']['A'])} "
+            f"| {r['layer']} | {r['method']}{' **(chosen on A)**' if is_chosen else ''} "
+            f"| {_r(r['pc1_valence']['A'])} "
             f"| {_r(r['pc1_valence']['B'])} | {_r(r['pc1_valence']['all'])} "
             f"| {_r(r['pc2_arousal']['B'])} | {_r(r['pc2_arousal']['all'])} "
             f"| {r['explained'][0]:.3f}, {r['explained'][1]:.3f} "
@@ -485,10 +497,41 @@ def whitening(out: Path, norms_path: Path) -> None:
             f"| {', '.join(r['positive_basic']) or 'none'} |"
         )
     verdict = "met" if result["met"] else "not met"
-    antonyms = "met" if not chosen["positive_basic"] else "not met"
+    antonyms = "met" if result["antonyms_met"] else "not met"
     lines += ["", f"Chosen on A: L{chosen['layer']} {chosen['method']}; on B: "
-              f"{_r(chosen['pc1_valence']['B'])}, goal 0.81: **{verdict}**; antonym goal "
+              f"{_r(best['pc1_valence']['B'])}, goal 0.81: **{verdict}**; antonym goal "
               f"(no positive basic pair): **{antonyms}**."]  # fmt: skip
+    return lines
+
+
+def _write(out: Path, name: str, result: dict, lines: list[str]) -> None:
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _geometry_with_mixed(out: Path, step: str) -> tuple[Survey, SearchData]:
+    survey = load_survey(out)
+    if not survey.meta["mixed_per_emotion"]:
+        sys.exit(f"{step}: the capture has no mixed-form texts (capture --mixed-per-emotion)")
+    return survey, geometry_data(survey, with_mixed=True)
+
+
+def whitening(out: Path, norms_path: Path) -> None:
+    """The prespecified whitening-strength sweep and learning curve (the module docstring)."""
+    norms = load_norms(norms_path)
+    survey, data = _geometry_with_mixed(out, "whitening")
+    rows, halves = grid_rows(data, WHITENING_GRID, norms)
+    result = grid_result(
+        survey, rows, halves, "docs/prespecified/2026-12-07-qwen15-whitening-strength.md"
+    )
+    result["curve"] = learning_curve(survey, norms)
+    by = {(c["k"], c["layer"]): c["mean"] for c in result["curve"]}
+    measured = all((k, layer) in by for k in (9, 12) for layer in data.layers)
+    result["plateau"] = (
+        all(by[12, layer] - by[9, layer] < 0.02 for layer in data.layers) if measured else None
+    )
+    lines = grid_lines("Whitening strength", result)
     lines += ["", "## PC1-valence by texts per emotion (default within@0.5, all words)", "",
               "| k stories + k mixed | layer | mean \\|r\\| | range over draws | draws |",
               "|---|---|---|---|---|"]  # fmt: skip
@@ -499,13 +542,23 @@ def whitening(out: Path, norms_path: Path) -> None:
         )
     plateau = "not measured" if result["plateau"] is None else result["plateau"]
     lines += ["", f"Plateau (mean rises < 0.02 from k = 9 to 12 at both layers): **{plateau}**."]
-    (out / "whitening.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    _write(out, "whitening", result, lines)
+
+
+def pooling(out: Path, norms_path: Path) -> None:
+    """The prespecified second family: pooling x neutral share x shrinkage (module docstring)."""
+    norms = load_norms(norms_path)
+    survey, data = _geometry_with_mixed(out, "pooling")
+    rows, halves = grid_rows(data, POOLING_GRID, norms)
+    result = grid_result(
+        survey, rows, halves, "docs/prespecified/2026-12-07-qwen15-pooling-neutral.md"
+    )
+    _write(out, "pooling", result, grid_lines("Pooling and neutral share", result))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("step", choices=["capture", "report", "dose", "whitening"])
+    parser.add_argument("step", choices=["capture", "report", "dose", "whitening", "pooling"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--layers", default="6,10,14,18")
@@ -524,6 +577,8 @@ def main() -> None:
         dose(args.out)
     elif args.step == "whitening":
         whitening(args.out, args.norms)
+    elif args.step == "pooling":
+        pooling(args.out, args.norms)
     else:
         report(args.out, args.norms)
 
