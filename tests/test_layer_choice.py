@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from affectlens.validation.classification import ClassificationResult, LayerAccuracy, Rate
-from affectlens.validation.layer_choice import BY_IN_DOMAIN, BY_TRANSFER, recommend_layer
+from affectlens.validation.layer_choice import (
+    BY_IN_DOMAIN,
+    BY_RECORD,
+    BY_TRANSFER,
+    recommend_layer,
+)
 
 N = 100
 
@@ -47,3 +52,22 @@ def test_without_a_dev_half_the_in_domain_best_is_recommended():
     )
     skipped_task = {"split": "dev", "basic6": {"skipped": "the vectors have 1 of these emotions"}}
     assert recommend_layer(classification, skipped_task) == (10, BY_IN_DOMAIN)
+
+
+def test_without_a_dev_half_the_recorded_layer_is_kept():
+    # the dev half chose 14 earlier; scoring the test half must neither re-choose nor move it
+    classification = in_domain({10: 66, 14: 63})
+    test_half = transfer({10: 50, 14: 70}, split="test")
+    assert recommend_layer(classification, test_half, recorded=14) == (14, BY_RECORD)
+    skipped = {"skipped": "transfer not requested"}
+    assert recommend_layer(classification, skipped, recorded=14) == (14, BY_RECORD)
+    # a recorded layer the vectors do not hold is ignored
+    assert recommend_layer(classification, test_half, recorded=22) == (10, BY_IN_DOMAIN)
+
+
+def test_a_dev_half_rechooses_whatever_is_recorded():
+    classification = in_domain({10: 66, 14: 63})
+    assert recommend_layer(classification, transfer({10: 50, 14: 70}), recorded=10) == (
+        14,
+        BY_TRANSFER,
+    )

@@ -14,8 +14,9 @@ from affectlens.cli import main
 from affectlens.validation.antonyms import antonym_cosines, positive_pairs
 from affectlens.validation.cross_half import cross_half_pca, cross_half_report
 from affectlens.validation.geometry import pca
-from affectlens.validation.layer_choice import BY_IN_DOMAIN, BY_TRANSFER
+from affectlens.validation.layer_choice import BY_IN_DOMAIN, BY_RECORD, BY_TRANSFER
 from affectlens.validation.stability import half_vectors
+from affectlens.vectors import EmotionVectors
 from conftest import build_emotion_vectors
 
 # --- cross-half PCA ---
@@ -226,6 +227,17 @@ def test_report_sections_parse_from_the_page(tmp_path, capsys, emo_model, emo_mo
     assert again["results"]["transfer"]["split"] == "test"
     assert "--transfer-split test" in again["command"]
     assert again["results"]["recommendation_rule"] == BY_IN_DOMAIN  # never tuned on test
+    # recorded by a dev run, the layer is what a later test-half run reads and leaves recorded
+    assert main([*argv, "--clusters", "2"]) == 0
+    chosen = EmotionVectors.load(artifact).provenance["recommended_layer"]
+    assert chosen == results["recommended_layer"]
+    capsys.readouterr()
+    assert main([*argv, "--clusters", "2", "--transfer-split", "test"]) == 0
+    kept = json.loads((out / "report.json").read_text(encoding="utf-8"))["results"]
+    assert (kept["recommended_layer"], kept["recommendation_rule"]) == (chosen, BY_RECORD)
+    assert kept["layer"] == chosen
+    assert EmotionVectors.load(artifact).provenance["recommended_layer"] == chosen
+    assert f"transfer (test) 6-way at layer {chosen}:" in capsys.readouterr().err
     assert main([*argv, "--no-transfer", "--no-record"]) == 0
     off = json.loads((out / "report.json").read_text(encoding="utf-8"))
     assert "skipped" in off["results"]["transfer"]

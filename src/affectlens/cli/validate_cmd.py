@@ -65,7 +65,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--transfer-split",
         choices=SPLITS,
         default="dev",
-        help="transfer half to score (default dev; score test only once per method)",
+        help="transfer half to score (default dev; score test only once per method, at the layer "
+        "the dev half recorded)",
     )
     parser.add_argument("--no-transfer", action="store_true", help="skip the transfer section")
     parser.add_argument(

@@ -92,7 +92,8 @@ def validate(
     ``transfer`` texts (all splits; ``options.transfer_split`` picks the one scored) add the
     out-of-genre section; without them it is marked skipped. The layer-dependent sections read
     ``options.layer`` or else the recommended layer (:func:`recommend_layer`: chosen on the
-    transfer dev half when it was scored, else the best held-out layer).
+    transfer dev half when it was scored, else the layer the vectors file records, else the
+    best held-out layer).
     """
     options = options or ValidationOptions()
     for chosen in (options.layer, options.lens_layer):
@@ -121,7 +122,9 @@ def validate(
         if transfer is not None
         else {"skipped": "transfer not requested"}
     )
-    recommended, rule = recommend_layer(classification, transfer_result)
+    recommended, rule = recommend_layer(
+        classification, transfer_result, vectors.provenance.get("recommended_layer")
+    )
     layer = options.layer if options.layer is not None else recommended
     at_layer = vectors.at_layer(layer).float()
 
