@@ -510,21 +510,21 @@ def _write(out: Path, name: str, result: dict, lines: list[str]) -> None:
     print("\n".join(lines))
 
 
-def _geometry_with_mixed(out: Path, step: str) -> tuple[Survey, SearchData]:
+def _family(out: Path, norms_path: Path, step: str, grid: tuple[Method, ...], protocol: str):
+    """Load the capture (stories and mixed-form texts) and score one prespecified family."""
+    norms = load_norms(norms_path)
     survey = load_survey(out)
     if not survey.meta["mixed_per_emotion"]:
         sys.exit(f"{step}: the capture has no mixed-form texts (capture --mixed-per-emotion)")
-    return survey, geometry_data(survey, with_mixed=True)
+    data = geometry_data(survey, with_mixed=True)
+    rows, halves = grid_rows(data, grid, norms)
+    return survey, data, norms, grid_result(survey, rows, halves, protocol)
 
 
 def whitening(out: Path, norms_path: Path) -> None:
     """The prespecified whitening-strength sweep and learning curve (the module docstring)."""
-    norms = load_norms(norms_path)
-    survey, data = _geometry_with_mixed(out, "whitening")
-    rows, halves = grid_rows(data, WHITENING_GRID, norms)
-    result = grid_result(
-        survey, rows, halves, "docs/prespecified/2026-12-07-qwen15-whitening-strength.md"
-    )
+    protocol = "docs/prespecified/2026-12-07-qwen15-whitening-strength.md"
+    survey, data, norms, result = _family(out, norms_path, "whitening", WHITENING_GRID, protocol)
     result["curve"] = learning_curve(survey, norms)
     by = {(c["k"], c["layer"]): c["mean"] for c in result["curve"]}
     measured = all((k, layer) in by for k in (9, 12) for layer in data.layers)
@@ -547,12 +547,8 @@ def whitening(out: Path, norms_path: Path) -> None:
 
 def pooling(out: Path, norms_path: Path) -> None:
     """The prespecified second family: pooling x neutral share x shrinkage (module docstring)."""
-    norms = load_norms(norms_path)
-    survey, data = _geometry_with_mixed(out, "pooling")
-    rows, halves = grid_rows(data, POOLING_GRID, norms)
-    result = grid_result(
-        survey, rows, halves, "docs/prespecified/2026-12-07-qwen15-pooling-neutral.md"
-    )
+    protocol = "docs/prespecified/2026-12-07-qwen15-pooling-neutral.md"
+    _, _, _, result = _family(out, norms_path, "pooling", POOLING_GRID, protocol)
     _write(out, "pooling", result, grid_lines("Pooling and neutral share", result))
 
 
