@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -74,7 +75,7 @@ from affectlens.experiments.method_search import (
 from affectlens.extract import ExtractionSettings, neutral_texts
 from affectlens.progress import use_progress
 from affectlens.validation.antonyms import antonym_cosines, positive_pairs
-from affectlens.validation.geometry import affect_alignment, load_norms
+from affectlens.validation.geometry import affect_alignment, load_norms, pearson_fisher
 from affectlens.validation.transfer import TRANSFER_EMOTIONS, load_transfer, select_split
 
 DEFAULT = Method("from20", 0.5, "within", 0.5)
@@ -367,8 +368,6 @@ def dose(out: Path) -> None:
 
 def word_halves(words: list[str]) -> tuple[list[str], list[str]]:
     """The prespecified halves A and B: sorted words shuffled by ``Random(16)``, split in two."""
-    import random
-
     shuffled = sorted(words)
     random.Random(WORD_HALF_SEED).shuffle(shuffled)
     half = len(shuffled) // 2
@@ -376,8 +375,6 @@ def word_halves(words: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _half_r(aligned: dict, words: list[str], column: int, key: str) -> dict:
-    from affectlens.validation.geometry import pearson_fisher
-
     x = [aligned["scores"][w][column] for w in words]
     y = [aligned[key][w] for w in words]
     return pearson_fisher(x, y)
@@ -393,8 +390,6 @@ def learning_curve(survey: Survey, norms) -> list[dict]:
     Each k is drawn per emotion with ``random.Random(seed)`` for the prespecified seeds; the
     whole corpus (k equal to the texts there are) is one draw, whatever the seed.
     """
-    import random
-
     stories: dict[str, list[int]] = defaultdict(list)
     mixed: dict[str, list[int]] = defaultdict(list)
     for i, text in enumerate(survey.texts["train"]):
