@@ -231,11 +231,18 @@ def transfer_data(survey: Survey) -> SearchData:
     return _data(survey, keep, list(TRANSFER_EMOTIONS))
 
 
-def geometry_row(data: SearchData, method: Method, column: int, norms) -> dict:
-    """PC/valence/arousal alignment and antonyms of the method's residual-stream vectors."""
+def aligned_vectors(
+    data: SearchData, method: Method, column: int, norms, n_boot: int
+) -> tuple[np.ndarray, dict]:
+    """The method's residual-stream vectors at one layer and their PCA/norm alignment."""
     artifact, _ = raw_space_artifact(data, method, column)
     vectors = artifact.vectors[:, 0].double().numpy()
-    aligned = affect_alignment(data.emotions, vectors, norms, n_boot=200)
+    return vectors, affect_alignment(data.emotions, vectors, norms, n_boot=n_boot)
+
+
+def geometry_row(data: SearchData, method: Method, column: int, norms) -> dict:
+    """PC/valence/arousal alignment and antonyms of the method's residual-stream vectors."""
+    vectors, aligned = aligned_vectors(data, method, column, norms, n_boot=200)
     antonyms = basic_antonyms(data.emotions, vectors, data.layers[column])
     corr = aligned["correlations"]
     table = aligned["components"]["abs_pearson"]
@@ -406,9 +413,7 @@ def learning_curve(survey: Survey, norms) -> list[dict]:
             )
             data = _data(survey, keep, emotions)
             for column, layer in enumerate(data.layers):
-                artifact, _ = raw_space_artifact(data, DEFAULT, column)
-                vectors = artifact.vectors[:, 0].double().numpy()
-                aligned = affect_alignment(data.emotions, vectors, norms, n_boot=100)
+                _, aligned = aligned_vectors(data, DEFAULT, column, norms, n_boot=100)
                 draws[layer].append(abs(aligned["correlations"]["pc1_valence"]["pearson"]["r"]))
         for layer, values in draws.items():
             rows.append({"k": k, "layer": layer, "abs_r": values, "mean": float(np.mean(values))})
@@ -423,9 +428,7 @@ def grid_rows(data: SearchData, grid: tuple[Method, ...], norms) -> tuple[list[d
     halves = None
     for column, layer in enumerate(data.layers):
         for method in grid:
-            artifact, _ = raw_space_artifact(data, method, column)
-            vectors = artifact.vectors[:, 0].double().numpy()
-            aligned = affect_alignment(data.emotions, vectors, norms, n_boot=200)
+            vectors, aligned = aligned_vectors(data, method, column, norms, n_boot=200)
             if halves is None:
                 halves = word_halves(list(aligned["matched"]))
             a, b = halves
@@ -481,9 +484,8 @@ def grid_lines(title: str, result: dict) -> list[str]:
     key = (chosen["method"], chosen["layer"])
     best = next(r for r in result["rows"] if (r["method"], r["layer"]) == key)
     for r in result["rows"]:
-        is_chosen = r is best
         lines.append(
-            f"| {r['layer']} | {r['method']}{' **(chosen on A)**' if is_chosen else ''} "
+            f"| {r['layer']} | {r['method']}{' **(chosen on A)**' if r is best else ''} "
             f"| {_r(r['pc1_valence']['A'])} "
             f"| {_r(r['pc1_valence']['B'])} | {_r(r['pc1_valence']['all'])} "
             f"| {_r(r['pc2_arousal']['B'])} | {_r(r['pc2_arousal']['all'])} "
