@@ -185,6 +185,8 @@ class Survey:
 
 
 def load_survey(out: Path) -> Survey:
+    if not (out / "survey_capture.json").is_file():
+        sys.exit(f"no capture in {out}: run `model_survey.py capture --out {out}` first")
     meta = json.loads((out / "survey_capture.json").read_text())
     meta.setdefault("geometry_only", False)
     meta.setdefault("mixed_per_emotion", 0)
